@@ -1,0 +1,1 @@
+"""Your workspace: fill in the stubs, then run `pytest checks`."""

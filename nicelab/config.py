@@ -1,0 +1,34 @@
+"""Training settings: the config dataclass and the per-data-set presets (no TensorFlow here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (and so the key of its saved weights)."""
+
+    epochs: int = 40
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    num_couplings: int = 4
+    hidden_units: int = 64
+    hidden_layers: int = 3
+    prior: str = "gaussian"
+    seed: int = 0
+    patience: int | None = None  # stop after this many epochs without a better validation NLL
+
+
+#: Default training settings per data set (``nicelab train`` options override them).
+PRESETS: dict[str, TrainConfig] = {
+    "parabola": TrainConfig(epochs=100, learning_rate=3e-3, prior="gaussian"),
+    "digits": TrainConfig(epochs=150, batch_size=128, learning_rate=1e-3, hidden_units=256,
+                          prior="logistic", patience=30),
+    "mnist": TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3, hidden_units=256,
+                         hidden_layers=4, prior="logistic", patience=5),
+    "fashion_mnist": TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3,
+                                 hidden_units=256, hidden_layers=4, prior="logistic", patience=5),
+}
+
+
