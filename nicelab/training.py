@@ -80,7 +80,8 @@ def _progress(epoch: int, epochs: int, train: float, valid: float, best: bool, o
     filled = int(width * (epoch + 1) / epochs)
     bar = "#" * filled + "." * (width - filled)
     mark = " *" if best else ""
-    out.write(f"{chr(13) if interactive else ''}[{bar}] epoch {epoch + 1:3d}/{epochs}  train NLL {train:8.4f}  "
+    start = "\r" if interactive else ""
+    out.write(f"{start}[{bar}] epoch {epoch + 1:3d}/{epochs}  train NLL {train:8.4f}  "
               f"valid NLL {valid:8.4f}{mark}")
     out.write("\n" if best or epoch + 1 == epochs or not interactive else "")
     out.flush()
