@@ -1,0 +1,230 @@
+"""The course site: it builds with ``mkdocs build --strict``, and in a real (headless) browser its
+pages typeset their equations, show their figures and request nothing from outside the machine.
+
+The browser test drives the system's Chromium (Debian's ``chromium`` package, which CI installs)
+through Playwright's own driver; it never downloads a browser. Without a browser it skips with a
+one-line reason, except under CI (``CI=true``), where a missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import html.parser
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.parse
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+LOCAL_SCHEMES = {"data", "blob", "about"}
+#: The pages opened in the browser: every lesson, plus the pages with figures or equations.
+PAGES = ["", "lessons/1-coupling/", "lessons/2-model/", "lessons/3-likelihood/",
+         "lessons/4-inpainting/", "lessons/5-outliers/", "mnist/"]
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def skip_or_fail(reason: str):
+    """No browser here: a skip on a developer's machine, a failure under CI."""
+    if in_ci():
+        pytest.fail(f"{reason} (CI=true: .ci/run installs Debian's chromium first)", pytrace=False)
+    pytest.skip(reason)
+
+
+def find_chromium() -> str | None:
+    candidates = [os.environ.get("NICELAB_CHROMIUM"), shutil.which("chromium"),
+                  shutil.which("chromium-browser"), "/usr/bin/chromium"]
+    return next((c for c in candidates if c and Path(c).is_file() and os.access(c, os.X_OK)), None)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The site built by ``mkdocs build --strict`` into a temporary folder."""
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+         "--site-dir", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if result.returncode != 0:
+        pytest.fail(f"mkdocs build --strict failed (exit {result.returncode}):\n"
+                    f"{result.stdout[-4000:]}{result.stderr[-6000:]}", pytrace=False)
+    return out
+
+
+def test_site_builds_strictly(site):
+    for page in PAGES:
+        assert (site / page / "index.html").is_file(), f"the build has no page {page or 'home'}"
+    assert (site / "assets" / "katex" / "katex.min.js").is_file(), "KaTeX is not copied into the site"
+
+
+class _Assets(html.parser.HTMLParser):
+    """Every URL a page would fetch by itself: scripts, styles, images, frames, media, fonts."""
+
+    FETCHED = {("script", "src"), ("link", "href"), ("img", "src"), ("iframe", "src"),
+               ("source", "src"), ("video", "src"), ("audio", "src"), ("embed", "src"),
+               ("object", "data")}
+
+    def __init__(self):
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "link" and not {"stylesheet", "icon", "preload", "modulepreload", "manifest",
+                                  "prefetch", "preconnect", "dns-prefetch"} & set(
+                                      (attrs.get("rel") or "").split()):
+            return  # rel="canonical" and friends are never fetched
+        for name, value in attrs.items():
+            if (tag, name) in self.FETCHED and value:
+                self.urls.append(value)
+
+
+def is_external(url: str) -> bool:
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme in LOCAL_SCHEMES:
+        return False
+    if parts.scheme in ("http", "https", "ws", "wss") or url.startswith("//"):
+        return parts.hostname not in {h.strip("[]") for h in LOCAL_HOSTS}
+    return False  # a relative URL: served by the site itself
+
+
+def test_pages_reference_no_outside_assets(site):
+    """Static check of every built page (works without a browser)."""
+    offending = []
+    for page in sorted(site.rglob("*.html")):
+        parser = _Assets()
+        parser.feed(page.read_text(encoding="utf-8"))
+        offending += [f"{page.relative_to(site)}: {url}" for url in parser.urls if is_external(url)]
+    for css in sorted(site.rglob("*.css")):
+        text = css.read_text(encoding="utf-8", errors="replace")
+        offending += [f"{css.relative_to(site)}: {host}" for host in
+                      ("fonts.googleapis.com", "fonts.gstatic.com", "cdn.jsdelivr.net") if host in text]
+    assert not offending, "pages load assets from outside the site:\n" + "\n".join(offending[:20])
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - the base class's name
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    """The built site served on 127.0.0.1 (a free port) from a thread."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(site)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """A Playwright browser context on the system's Chromium, fresh profile, every request
+    recorded in ``context.requests`` and any to another host aborted."""
+    executable = find_chromium()
+    if executable is None:
+        skip_or_fail("no Chromium browser found (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("Python Playwright is not installed (pip install -e '.[dev]')")
+    profile = tmp_path_factory.mktemp("chromium-profile")
+    with sync_playwright() as playwright:
+        context = playwright.chromium.launch_persistent_context(
+            str(profile), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            timeout=60_000)
+        requests: list[str] = []
+
+        def guard(route):
+            url = route.request.url
+            requests.append(url)
+            if is_external(url):
+                route.abort()
+            else:
+                route.continue_()
+
+        context.route("**/*", guard)
+        context.on("request", lambda request: requests.append(request.url))
+        context.requests = requests
+        try:
+            yield context
+        finally:
+            context.close()
+
+
+MATH_STATE = """() => {
+  const math = [...document.querySelectorAll('.arithmatex')];
+  const text = document.querySelector('article').innerText;
+  return {
+    arithmatex: math.length,
+    untypeset: math.filter(e => !e.querySelector('.katex')).length,
+    katex: document.querySelectorAll('.katex').length,
+    errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent).slice(0, 3),
+    raw: ['\\\\(', '\\\\)', '\\\\[', '\\\\]', '$$', '\\\\frac', '\\\\begin', '\\\\log', '\\\\partial']
+           .filter(s => text.includes(s)),
+  };
+}"""
+
+IMAGES_STATE = """() => [...document.querySelectorAll('article img')].map(
+  img => ({src: img.getAttribute('src'), complete: img.complete, width: img.naturalWidth}))"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", PAGES, ids=[p.strip("/") or "home" for p in PAGES])
+def test_page_in_browser(browser, server, path):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    try:
+        page.goto(server + path, wait_until="load", timeout=60_000)
+        page.wait_for_load_state("networkidle", timeout=30_000)
+        page.evaluate("document.fonts.ready.then(() => true)")
+
+        math = page.evaluate(MATH_STATE)
+        images = page.evaluate(IMAGES_STATE)
+    finally:
+        page.close()
+    assert not errors, f"{path}: JavaScript errors: {errors[:3]}"
+    if path.startswith("lessons/1") or path.startswith("lessons/2") or path.startswith("lessons/3"):
+        assert math["arithmatex"] > 0, f"{path}: no equations found on a lesson page"
+    assert math["untypeset"] == 0, f"{path}: {math['untypeset']} equations were not typeset by KaTeX"
+    assert math["katex"] >= math["arithmatex"], f"{path}: fewer rendered formulas than equations"
+    assert not math["errors"], f"{path}: KaTeX could not parse: {math['errors']}"
+    assert not math["raw"], f"{path}: raw TeX left in the page text: {math['raw']}"
+    broken = [img["src"] for img in images if not (img["complete"] and img["width"] > 0)]
+    assert not broken, f"{path}: images that did not load: {broken}"
+    if path in ("", "lessons/1-coupling/", "lessons/2-model/", "lessons/3-likelihood/"):
+        assert images, f"{path}: the page shows no figure"
+    outside = sorted({url for url in browser.requests if is_external(url)})
+    assert not outside, f"requests left the machine: {outside[:10]}"
+
+
+@pytest.mark.slow
+def test_katex_fonts_come_from_the_site(browser, server):
+    """After the pages above (or on its own), KaTeX's fonts were fetched, from 127.0.0.1."""
+    page = browser.new_page()
+    try:
+        page.goto(server + "lessons/2-model/", wait_until="load", timeout=60_000)
+        page.wait_for_load_state("networkidle", timeout=30_000)
+    finally:
+        page.close()
+    fonts = [url for url in browser.requests if "/assets/katex/fonts/" in url]
+    assert fonts, "the pages typeset math but fetched none of KaTeX's fonts from the site"
+    assert all(not is_external(url) for url in browser.requests)
