@@ -97,5 +97,6 @@ def gallery(images: Sequence[Path], page_dir: Path, empty: str) -> str:
         title = image.stem.replace("_", " ").replace("-", " ")
         rel = Path(*([".."] * len(page_dir.parts))) / image
         blocks.append(f'<figure markdown="span">\n  ![{title}]({rel.as_posix()})\n'
-                      f"  <figcaption>{title} (<code>{image.name}</code>)</figcaption>\n</figure>\n")
+                      f'  <figcaption markdown="span">{title} (<code>{image.name}</code>)'
+                      "</figcaption>\n</figure>\n")
     return "\n".join(blocks)

@@ -171,14 +171,19 @@ def browser(tmp_path_factory):
 
 MATH_STATE = """() => {
   const math = [...document.querySelectorAll('.arithmatex')];
-  const text = document.querySelector('article').innerText;
+  // The page's prose, without code (where backslashes and dollars are legitimate).
+  const prose = document.querySelector('article').cloneNode(true);
+  prose.querySelectorAll('pre, code, .katex').forEach(e => e.remove());
+  document.body.appendChild(prose);
+  const text = prose.innerText;
+  prose.remove();
   return {
     arithmatex: math.length,
     untypeset: math.filter(e => !e.querySelector('.katex')).length,
     katex: document.querySelectorAll('.katex').length,
     errors: [...document.querySelectorAll('.katex-error')].map(e => e.textContent).slice(0, 3),
-    raw: ['\\\\(', '\\\\)', '\\\\[', '\\\\]', '$$', '\\\\frac', '\\\\begin', '\\\\log', '\\\\partial']
-           .filter(s => text.includes(s)),
+    raw: ['\\\\(', '\\\\)', '\\\\[', '\\\\]', '$', '\\\\frac', '\\\\begin', '\\\\log', '\\\\partial',
+          '\\\\sum', '\\\\mathrm', '\\\\', '_{', '^{'].filter(s => text.includes(s)),
   };
 }"""
 
