@@ -78,7 +78,7 @@ def _trained_figures(name: str, out: Path, args: argparse.Namespace) -> list[Pat
         samples = np.asarray(lik.sample(trained.model, trained.prior, 3000, seed=1))
         made.append(figures.hero(data.test, lambda x: log_density(x).numpy(), samples,
                                  out / "hero.png"))
-        made.append(figures.layer_by_layer(figures.flow_stages(trained.model, data.test[:3000]),
+        made.append(figures.layer_by_layer(figures.flow_stages(trained.model, data.test[:1500]),
                                            out / "layers.png"))
     return made
 
