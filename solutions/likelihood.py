@@ -72,7 +72,8 @@ def sample(model, prior, n, seed=None):
     The same integer ``seed`` gives the same samples.
     """
     n = check_positive_int(n, "n")
-    seed = None if seed is None else tfp.random.sanitize_seed(seed)
+    # An integer seed becomes a stateless seed pair: the same seed, the same samples.
+    seed = None if seed is None else tf.constant([int(seed), 0], dtype=tf.int32)
     # BEGIN SOLUTION: sample
     # > Draw h = prior.sample(n, seed=seed), then map it back to data space.
     return model.backward(prior.sample(n, seed=seed))

@@ -1,0 +1,232 @@
+"""Stage 2 - the NICE model (lessons/model.py).
+
+Spec: couplings applied in order, each to the previous output, then h = x * exp(log_scale);
+backward divides by the scale first and undoes the couplings in reverse order; parities
+alternate so every coordinate is changed; no weight sharing; log_det_jacobian equals
+sum(log_scale) and the autodiff log|det J|; examples do not see each other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nicelab.checking import (
+    autodiff_log_det,
+    changed_columns,
+    describe,
+    expect,
+    fail,
+    max_error,
+    numpy,
+    random_batch,
+    randomize,
+    trainable,
+)
+
+pytestmark = pytest.mark.model
+
+DIM, COUPLINGS = 6, 4
+SMALL = {"hidden_units": 16, "hidden_layers": 2}
+TOL = 1e-4
+
+
+def make_flow(model, dim=DIM, couplings=COUPLINGS, seed=0):
+    """A NICE with random weights everywhere (log_scale included), so no step is the identity."""
+    flow = model.NICE(dim, couplings, **SMALL)
+    variables = trainable(flow)
+    expect(len(variables) > 0, "NICE to have trainable variables", "none",
+           "create the couplings and log_scale in __init__.")
+    randomize(variables, seed, scale=0.3)
+    return flow
+
+
+def chain(layers, x, method):
+    for layer in layers:
+        x = getattr(layer, method)(x)
+    return numpy(x)
+
+
+def scale_of(flow):
+    return np.exp(numpy(flow.log_scale))
+
+
+def diagnose_forward(flow, x):
+    """Name the mistake when forward differs from: couplings in order, then the scale."""
+    got, couplings, s = numpy(flow.forward(x)), list(flow.couplings), scale_of(flow)
+    candidates = [
+        (chain(couplings, x, "forward"),
+         "forward skips the scaling layer: multiply by exp(log_scale) after the couplings."),
+        (chain(couplings, x, "forward") / s,
+         "forward divides by the scale: h = x * exp(log_scale), so the log-det is +sum(log_scale)."),
+        ((x + sum(numpy(c.forward(x)) - x for c in couplings)) * s,
+         "each coupling's m is applied to the original input x instead of the previous layer's "
+         "output (the paper's section 5 erratum): feed every layer what the one before returned."),
+        (numpy(couplings[-1].forward(x)) * s,
+         "every coupling is applied to the original x, so only the last one counts (the paper's "
+         "section 5 erratum): feed every layer what the one before returned."),
+        (chain(reversed(couplings), x, "forward") * s,
+         "forward applies the couplings in reverse order: c_1 first, c_L last."),
+        (chain(couplings, x * s, "forward"),
+         "forward scales first: the scaling layer comes after the couplings."),
+    ]
+    for candidate, mistake in candidates:
+        if np.allclose(got, candidate, atol=TOL):
+            return mistake
+    return "forward must apply self.couplings in order, each to the previous output, then * exp(log_scale)."
+
+
+def diagnose_backward(flow, h):
+    """Name the mistake when backward differs from: divide by the scale, couplings reversed."""
+    got, couplings, s = numpy(flow.backward(h)), list(flow.couplings), scale_of(flow)
+    candidates = [
+        (chain(couplings, h / s, "backward"),
+         "layers undone in the wrong order: backward must undo the last coupling first "
+         "(iterate over reversed(self.couplings))."),
+        (chain(reversed(couplings), h, "backward"),
+         "backward forgets to undo the scaling layer: divide by exp(log_scale) first."),
+        (chain(reversed(couplings), h * s, "backward"),
+         "backward multiplies by the scale again: divide by exp(log_scale) instead."),
+        (chain(reversed(couplings), h, "backward") / s,
+         "backward undoes the scale last: it must divide by exp(log_scale) before the couplings."),
+        (chain(reversed(couplings), h / s, "forward"),
+         "backward calls the couplings' forward: use each coupling's backward."),
+    ]
+    for candidate, mistake in candidates:
+        if np.allclose(got, candidate, atol=TOL):
+            return mistake
+    return "backward must divide by exp(log_scale), then apply each coupling's backward in reverse order."
+
+
+def test_structure_couplings_and_log_scale(model):
+    flow = model.NICE(DIM, COUPLINGS, **SMALL)
+    couplings = list(getattr(flow, "couplings", []))
+    expect(len(couplings) == COUPLINGS, f"flow.couplings to be a list of {COUPLINGS} coupling layers",
+           f"{len(couplings)}", "build num_couplings AdditiveCoupling layers in __init__.")
+    log_scale = getattr(flow, "log_scale", None)
+    is_variable = hasattr(log_scale, "assign") and hasattr(log_scale, "trainable")
+    expect(is_variable and tuple(log_scale.shape) == (DIM,),
+           f"flow.log_scale to be a variable of shape ({DIM},)",
+           f"{type(log_scale).__name__} {getattr(log_scale, 'shape', '')}",
+           "self.log_scale = self.add_weight(shape=(dim,), initializer='zeros').")
+    expect(np.all(numpy(log_scale) == 0), "log_scale to start at zeros (the identity scale)",
+           f"{numpy(log_scale)}", "initializer='zeros'.")
+    expect(any(v is log_scale for v in flow.trainable_variables), "log_scale to be trainable",
+           "it is not among flow.trainable_variables", "create it with add_weight(trainable=True).")
+
+
+def test_backward_undoes_forward(model):
+    flow, x = make_flow(model), random_batch(16, DIM)
+    h = flow.forward(x)
+    error = max_error(flow.backward(h), x)
+    if error >= TOL:
+        mistake = diagnose_forward(flow, x)
+        if mistake.startswith("forward must"):
+            mistake = diagnose_backward(flow, numpy(h))
+        fail("backward(forward(x)) == x", f"a maximum error of {error:.3g}", mistake)
+
+
+def test_forward_undoes_backward(model):
+    flow, h = make_flow(model), random_batch(16, DIM, seed=1)
+    error = max_error(flow.forward(flow.backward(h)), h)
+    if error >= TOL:
+        fail("forward(backward(h)) == h", f"a maximum error of {error:.3g}", diagnose_backward(flow, h))
+
+
+def test_forward_is_the_composition(model):
+    flow, x = make_flow(model), random_batch(16, DIM)
+    expected = chain(flow.couplings, x, "forward") * scale_of(flow)
+    error = max_error(flow.forward(x), expected)
+    if error >= TOL:
+        fail("forward(x) == c_L(...c_1(x)) * exp(log_scale)", f"a difference of {error:.3g}",
+             diagnose_forward(flow, x))
+
+
+def test_backward_undoes_layers_in_reverse_order(model):
+    flow, h = make_flow(model), random_batch(16, DIM, seed=2)
+    expected = chain(reversed(flow.couplings), h / scale_of(flow), "backward")
+    error = max_error(flow.backward(h), expected)
+    if error >= TOL:
+        fail("backward(h) == c_1^-1(...c_L^-1(h / exp(log_scale)))", f"a difference of {error:.3g}",
+             diagnose_backward(flow, h))
+
+
+def test_every_coordinate_is_changed(model):
+    flow, x = make_flow(model), random_batch(16, DIM)
+    masks = [changed_columns(x, c.forward(x)) for c in flow.couplings]
+    covered = np.any(masks, axis=0)
+    expect(np.all(covered), "every coordinate to be changed by some coupling",
+           f"coordinates {describe(~covered)} are never changed",
+           "no alternation: give the couplings parities 0, 1, 0, 1, ... (parity=i % 2).")
+    for i, (a, b) in enumerate(zip(masks, masks[1:], strict=False)):
+        expect(not np.any(a & b), f"couplings {i} and {i + 1} to change complementary parts",
+               f"both change {describe(a & b)}", "alternate the parities: 0, 1, 0, 1, ...")
+
+
+def test_no_weight_sharing(model):
+    flow = make_flow(model)
+    couplings = list(flow.couplings)
+    expect(len({id(c) for c in couplings}) == len(couplings), "a distinct layer object per coupling",
+           f"{len({id(c) for c in couplings})} distinct layers in a list of {len(couplings)}",
+           "weight sharing: the same layer appears twice (e.g. [layer] * n); build a new one per position.")
+    seen: dict[int, int] = {}
+    for i, coupling in enumerate(couplings):
+        for variable in trainable(coupling):
+            if id(variable) in seen:
+                fail("every coupling to own its network", f"couplings {seen[id(variable)]} and {i} "
+                     "share variables", "weight sharing: give every AdditiveCoupling its own network.")
+            seen[id(variable)] = i
+
+
+def test_log_det_jacobian_is_sum_of_log_scale(model):
+    flow = make_flow(model)
+    log_det = flow.log_det_jacobian()
+    expect(np.ndim(numpy(log_det)) == 0, "log_det_jacobian() to return a scalar",
+           f"shape {np.shape(numpy(log_det))}", "sum log_scale over all dimensions (tf.reduce_sum).")
+    expected = float(np.sum(numpy(flow.log_scale)))
+    got = float(numpy(log_det))
+    if abs(got - expected) > 1e-4:
+        if abs(got + expected) < 1e-4:
+            likely = "wrong sign of the log-determinant: forward multiplies by exp(log_scale), so it is +sum."
+        elif abs(got) < 1e-6:
+            likely = "missing scaling term: the scaling layer's log-det sum(log_scale) is the whole log-det."
+        else:
+            likely = "log|det df/dx| of h = x * exp(log_scale) is sum(log_scale); the couplings add 0."
+        fail(f"log_det_jacobian() == sum(log_scale) = {expected:.4f}", f"{got:.4f}", likely)
+
+
+def test_log_det_matches_autodiff(model):
+    flow, x = make_flow(model), random_batch(8, DIM)
+    auto = autodiff_log_det(flow.forward, x)
+    got = float(numpy(flow.log_det_jacobian()))
+    worst = float(np.max(np.abs(auto - got)))
+    expect(worst < 1e-3, "log_det_jacobian() to equal log|det df/dx| of forward (autodiff)",
+           f"log_det_jacobian() = {got:.4f} but autodiff gives {np.mean(auto):.4f}",
+           "forward and log_det_jacobian disagree: h = x * exp(log_scale) has log-det +sum(log_scale) "
+           "(check the sign, and that forward applies the scale).")
+
+
+def test_one_example_does_not_depend_on_the_batch(model):
+    flow, x = make_flow(model), random_batch(32, DIM)
+    alone = numpy(flow.forward(x[:1]))
+    other = x.copy()
+    other[1:] = 10.0 * random_batch(31, DIM, seed=5)
+    error = max(max_error(alone, numpy(flow.forward(x))[:1]),
+                max_error(alone, numpy(flow.forward(other))[:1]))
+    expect(error < TOL, "the output for one example to be the same whatever else is in the batch",
+           f"it changes by up to {error:.3g}",
+           "batch dependence: statistics over the batch (mean, std, BatchNormalization) inside the "
+           "model; each example must be transformed on its own.")
+
+
+def test_gradients_reach_every_variable(model):
+    flow, x = make_flow(model), tf.constant(random_batch(16, DIM))
+    variables = trainable(flow)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(flow.forward(x))) + flow.log_det_jacobian()
+    grads = tape.gradient(loss, variables)
+    missing = [v.name for v, g in zip(variables, grads, strict=True) if g is None]
+    expect(not missing, "a gradient for every variable", f"no gradient for {', '.join(missing)}",
+           "gradients cut: forward or log_det_jacobian leave TensorFlow (.numpy(), np.* math) or a "
+           "layer is never used.")

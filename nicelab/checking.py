@@ -1,0 +1,77 @@
+"""Tools for the checks in ``checks/`` (and for instructors' hidden checks).
+
+``fail`` gives the student one or two sentences - what was expected, what was seen, the
+likely mistake - instead of a traceback. The numeric helpers make random but reproducible
+inputs and weights, and compute Jacobians by automatic differentiation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+
+def fail(expected: str, seen: str, likely: str | None = None) -> None:
+    """Fail the current check with a plain-words message (no traceback)."""
+    message = f"Expected {expected}; saw {seen}."
+    if likely:
+        message += f" Likely mistake: {likely}"
+    pytest.fail(message, pytrace=False)
+
+
+def expect(condition: bool, expected: str, seen: str, likely: str | None = None) -> None:
+    """``fail(expected, seen, likely)`` unless ``condition`` holds."""
+    if not condition:
+        fail(expected, seen, likely)
+
+
+def numpy(value) -> np.ndarray:
+    """A tensor, variable or array-like as a float64 NumPy array."""
+    if isinstance(value, tf.Tensor | tf.Variable):
+        value = value.numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def max_error(a, b) -> float:
+    return float(np.max(np.abs(numpy(a) - numpy(b))))
+
+
+def random_batch(n: int, dim: int, seed: int = 0, scale: float = 2.0) -> np.ndarray:
+    """A reproducible ``(n, dim)`` float32 batch of normal values with std ``scale``."""
+    return (scale * np.random.default_rng(seed).standard_normal((n, dim))).astype(np.float32)
+
+
+def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
+    """Give every variable reproducible N(0, scale^2) values, so that no layer is the identity
+    (a zero-initialised output layer would hide most mistakes)."""
+    rng = np.random.default_rng(seed)
+    for variable in variables:
+        variable.assign(scale * rng.standard_normal(variable.shape).astype(np.float32))
+
+
+def trainable(layer) -> list[tf.Variable]:
+    return list(getattr(layer, "trainable_variables", []))
+
+
+def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian."""
+    x = tf.constant(x, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    jacobian = tape.batch_jacobian(y, x)
+    if jacobian is None:
+        return np.full(len(x), np.nan)
+    _, log_abs_det = np.linalg.slogdet(numpy(jacobian))
+    return log_abs_det
+
+
+def changed_columns(before, after, atol: float = 0.0) -> np.ndarray:
+    """Boolean ``(D,)``: which columns differ anywhere between two ``(batch, D)`` arrays."""
+    return np.any(np.abs(numpy(after) - numpy(before)) > atol, axis=0)
+
+
+def describe(columns: np.ndarray) -> str:
+    """A boolean column mask as a short list of indices."""
+    return "[" + ", ".join(str(i) for i in np.flatnonzero(columns)) + "]"

@@ -1,0 +1,86 @@
+"""Classic mistakes of stages 1-3 (coupling layer, model, likelihood)."""
+
+from mutation_support import Mutant
+
+NET = "self.m = coupling_network(len(self.keep), len(self.change), hidden_units, hidden_layers)"
+FORWARD_SHIFT = "return self.merge(x_keep, x_change + self.m(x_keep))"
+COUPLINGS_LIST = """        self.couplings = [
+            AdditiveCoupling(dim, parity=i % 2, hidden_units=hidden_units,
+                             hidden_layers=hidden_layers, name=f"coupling_{i}")
+            for i in range(num_couplings)
+        ]"""
+LOG_LIK = "return prior.log_prob(h) + model.log_det_jacobian()"
+
+MUTANTS = [
+    # Stage 1 - coupling.py
+    Mutant("coupling_weight_sharing", "coupling", "coupling.py",
+           ((NET, "self.m = _shared_network(len(self.keep), len(self.change), hidden_units, hidden_layers)"),
+            ("class AdditiveCoupling(", "_CACHE = {}\n\n\ndef _shared_network(*shape):\n"
+             "    if shape not in _CACHE:\n        _CACHE[shape] = coupling_network(*shape)\n"
+             "    return _CACHE[shape]\n\n\nclass AdditiveCoupling(")),
+           "owns_its_network", "weight sharing"),
+    Mutant("coupling_numpy_inside", "coupling", "coupling.py",
+           ((FORWARD_SHIFT, "return self.merge(x_keep, x_change + np.asarray(self.m(x_keep)))"),),
+           "gradients_reach", "gradients cut"),
+    Mutant("coupling_batchnorm", "coupling", "coupling.py",
+           (('layers.append(tf.keras.layers.Dense(out_dim, kernel_initializer="zeros"))',
+             'layers.append(tf.keras.layers.BatchNormalization())\n'
+             '    layers.append(tf.keras.layers.Dense(out_dim, kernel_initializer="zeros"))'),
+            (FORWARD_SHIFT, "return self.merge(x_keep, x_change + self.m(x_keep, training=True))"),
+            ("y_change - self.m(y_keep)", "y_change - self.m(y_keep, training=True)")),
+           "depend_on_the_batch", "batch dependence"),
+    Mutant("coupling_backward_adds", "coupling", "coupling.py",
+           (("y_change - self.m(y_keep)", "y_change + self.m(y_keep)"),),
+           "backward_undoes_forward", "subtract"),
+    Mutant("coupling_m_of_changed_part", "coupling", "coupling.py",
+           ((FORWARD_SHIFT, "return self.merge(x_keep, x_change + self.m(x_change))"),),
+           "shift_depends_only", "m must take x_keep"),
+    Mutant("coupling_keeps_nothing", "coupling", "coupling.py",
+           ((FORWARD_SHIFT, "return self.merge(x_keep + self.m(x_keep)[:, :1], x_change + self.m(x_keep))"),),
+           "exactly_one_part", "pass through unchanged"),
+    # Stage 2 - model.py
+    Mutant("model_no_alternation", "model", "model.py",
+           (("parity=i % 2", "parity=0"),), "every_coordinate", "no alternation"),
+    Mutant("model_wrong_order", "model", "model.py",
+           (("for coupling in reversed(self.couplings):", "for coupling in self.couplings:"),),
+           "reverse_order", "wrong order"),
+    Mutant("model_weight_sharing", "model", "model.py",
+           ((COUPLINGS_LIST, "        pair = [AdditiveCoupling(dim, parity=p, hidden_units=hidden_units,\n"
+             "                                 hidden_layers=hidden_layers) for p in (0, 1)]\n"
+             "        self.couplings = pair * (num_couplings // 2)"),),
+           "no_weight_sharing", "weight sharing"),
+    Mutant("model_log_det_sign", "model", "model.py",
+           (("return tf.reduce_sum(self.log_scale)", "return -tf.reduce_sum(self.log_scale)"),),
+           "sum_of_log_scale", "wrong sign"),
+    Mutant("model_missing_scale", "model", "model.py",
+           (("return h * tf.exp(self.log_scale)", "return h"),),
+           "forward_is_the_composition", "skips the scaling layer"),
+    Mutant("model_erratum_original_input", "model", "model.py",
+           (("        for coupling in self.couplings:\n            h = coupling.forward(h)",
+             "        x0 = h\n        for coupling in self.couplings:\n            h = h + coupling.forward(x0) - x0"),),
+           "forward_is_the_composition", "section 5 erratum"),
+    Mutant("model_batch_statistics", "model", "model.py",
+           (("        h = as_batch(x, self.dim)\n",
+             "        h = as_batch(x, self.dim)\n        h = h - tf.reduce_mean(h, axis=0)\n"),),
+           "depend_on_the_batch", "batch dependence"),
+    # Stage 3 - likelihood.py
+    Mutant("likelihood_log_det_sign", "likelihood", "likelihood.py",
+           ((LOG_LIK, "return prior.log_prob(h) - model.log_det_jacobian()"),),
+           "change_of_variables", "wrong sign"),
+    Mutant("likelihood_missing_log_det", "likelihood", "likelihood.py",
+           ((LOG_LIK, "return prior.log_prob(h)"),), "change_of_variables", "missing scaling term"),
+    Mutant("likelihood_prior_not_summed", "likelihood", "likelihood.py",
+           (("return tfd.Independent(base, reinterpreted_batch_ndims=1)", "return base"),),
+           "factorised", "not summed over dimensions"),
+    Mutant("likelihood_naive_logistic", "likelihood", "likelihood.py",
+           ((LOG_LIK, "return tf.reduce_sum(-h - 2.0 * tf.math.log(1.0 + tf.exp(-h)), axis=1)"
+                      " + model.log_det_jacobian()"),),
+           "log_likelihood_is_finite_far_out", "overflow"),
+    Mutant("likelihood_gradient_ascent", "likelihood", "likelihood.py",
+           (("loss = -tf.reduce_mean(log_likelihood(model, prior, x))",
+             "loss = tf.reduce_mean(log_likelihood(model, prior, x))"),),
+           "training_lowers", "minimise"),
+    Mutant("likelihood_sample_forward", "likelihood", "likelihood.py",
+           (("return model.backward(prior.sample(n, seed=seed))", "return model.forward(prior.sample(n, seed=seed))"),),
+           "backward_of_prior", "backward"),
+]

@@ -1,0 +1,26 @@
+"""Grade many implementations in one process: ``python mutation_runner.py jobs.json out.json``.
+
+Each job is {"name", "impl", "stage", "check"}; the output maps name -> list of results.
+"""
+
+import json
+import sys
+
+from nicelab.quiet import import_tensorflow
+
+import_tensorflow()
+
+from nicelab.checkrun import run_checks  # noqa: E402
+
+
+def main(spec: str, out: str) -> None:
+    results = {}
+    for job in json.load(open(spec)):
+        checks = run_checks(job["impl"], (job["stage"],), keyword=job["check"])
+        results[job["name"]] = [c.to_dict() for c in checks]
+    with open(out, "w") as handle:
+        json.dump(results, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
