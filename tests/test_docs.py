@@ -233,3 +233,36 @@ def test_katex_fonts_come_from_the_site(browser, server):
     fonts = [url for url in browser.requests if "/assets/katex/fonts/" in url]
     assert fonts, "the pages typeset math but fetched none of KaTeX's fonts from the site"
     assert all(not is_external(url) for url in browser.requests)
+
+
+def test_stage_pages_show_the_figures_nicelab_figures_copies(tmp_path):
+    """``nicelab figures`` rewrites the figure block of the stage 4 and 5 pages; the block is there
+    and the rewrite shows every PNG it is given (no TensorFlow, no training)."""
+    from nicelab.commands import figures as command
+
+    for _, folder, page in command.IMAGE_STAGES:
+        text = (ROOT / "docs" / page).read_text()
+        assert command.BEGIN in text and command.END in text, f"docs/{page} lost its figure markers"
+        docs = tmp_path / "docs"
+        (docs / page).parent.mkdir(parents=True, exist_ok=True)
+        (docs / page).write_text(text)
+        images = [docs / "figures" / folder / name for name in ("b-grid.png", "a_curve.png")]
+        assert command.update_page(docs / page, images, docs, "nothing yet")
+        new = (docs / page).read_text()
+        assert f"](../figures/{folder}/a_curve.png)" in new and f"](../figures/{folder}/b-grid.png)" in new
+        assert new.index("a_curve.png") < new.index("b-grid.png"), "figures not in a stable order"
+        before, after = text[:text.index(command.BEGIN)], text[text.index(command.END):]
+        assert new.startswith(before) and new.endswith(after), "text outside the markers changed"
+        assert not command.update_page(docs / page, images, docs, "nothing yet"), "rewrite is not idempotent"
+        command.update_page(docs / page, [], docs, "nothing yet")
+        assert "nothing yet" in (docs / page).read_text()
+
+
+def test_figures_command_is_registered_and_light():
+    """``nicelab figures`` is a subcommand, and importing it loads no TensorFlow."""
+    code = ("import sys; import nicelab.commands.figures; from nicelab import cli; "
+            "assert 'tensorflow' not in sys.modules, 'nicelab.commands.figures imports TensorFlow'; "
+            "assert 'figures' in cli.build_parser()[1]")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
