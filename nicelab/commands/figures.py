@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     docs = args.docs.resolve()
     wanted = set(args.only or ("parabola", "digits", "inpaint", "outliers"))
     made: list[Path] = []
+    failed: list[str] = []
     for name in ("parabola", "digits"):
         if name in wanted:
             print(f"== {name}: the reference trained with its preset")
@@ -143,7 +145,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"== {command}: no `nicelab {command}` command yet; its page keeps its note.")
             continue
         print(f"== {command}: nicelab {command} digits --impl {IMPL}")
-        images = _stage_figures(command, folder, docs)
+        try:
+            images = _stage_figures(command, folder, docs)
+        except RuntimeError as err:
+            print(f"nicelab figures: {err} Its page keeps the figures it had.", file=sys.stderr)
+            failed.append(command)
+            continue
         made += images
         empty = f"Run `nicelab figures` to make this stage's figures (`nicelab {command}`)."
         if update_page(docs / page, images, docs, empty):
@@ -151,4 +158,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {len(made)} figures:")
     for path in made:
         print(f"  {path}")
+    if failed:
+        print(f"nicelab figures: no figures from: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
