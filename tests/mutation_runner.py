@@ -1,6 +1,7 @@
 """Grade many implementations in one process: ``python mutation_runner.py jobs.json out.json``.
 
-Each job is {"name", "impl", "stage", "check"}; the output maps name -> list of results.
+Each job is {"name", "impl", "stage", "check"} (stage and check may be null: every check);
+the output maps name -> list of results.
 """
 
 import json
@@ -16,7 +17,8 @@ from nicelab.checkrun import run_checks  # noqa: E402
 def main(spec: str, out: str) -> None:
     results = {}
     for job in json.load(open(spec)):
-        checks = run_checks(job["impl"], (job["stage"],), keyword=job["check"])
+        stages = (job["stage"],) if job.get("stage") else None
+        checks = run_checks(job["impl"], stages, keyword=job.get("check"))
         results[job["name"]] = [c.to_dict() for c in checks]
     with open(out, "w") as handle:
         json.dump(results, handle, indent=1)

@@ -61,6 +61,12 @@ def run_all(mutants: list[Mutant], workdir: Path) -> dict[str, list[dict]]:
     for mutant in mutants:
         path = mutant.build(workdir / mutant.name)
         jobs.append({"name": mutant.name, "impl": str(path), "stage": mutant.stage, "check": mutant.check})
+    return grade_jobs(jobs, workdir)
+
+
+def grade_jobs(jobs: list[dict], workdir: Path) -> dict[str, list[dict]]:
+    """Run ``tests/mutation_runner.py`` on ``jobs`` ({"name", "impl", "stage", "check"}) in one
+    subprocess and return name -> list of check results (CheckResult dicts)."""
     spec_file, out_file = workdir / "jobs.json", workdir / "results.json"
     spec_file.write_text(json.dumps(jobs))
     subprocess.run([sys.executable, str(Path(__file__).with_name("mutation_runner.py")), str(spec_file),
@@ -68,4 +74,4 @@ def run_all(mutants: list[Mutant], workdir: Path) -> dict[str, list[dict]]:
     return json.loads(out_file.read_text())
 
 
-__all__ = ["Mutant", "all_mutants", "run_all", "asdict"]
+__all__ = ["Mutant", "all_mutants", "grade_jobs", "run_all", "asdict"]
