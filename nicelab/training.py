@@ -88,11 +88,12 @@ def _progress(epoch: int, epochs: int, train: float, valid: float, best: bool, o
 
 
 def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
-          verbose: bool = True, out=sys.stdout) -> Trained:
+          verbose: bool = True, out=None) -> Trained:
     """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``.
 
     Returns the model restored to its best epoch by validation NLL.
     """
+    out = out or sys.stdout
     tf.keras.utils.set_random_seed(config.seed)
     lik = modules["likelihood"]
     model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
