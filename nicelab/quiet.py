@@ -7,6 +7,9 @@ import os
 import sys
 
 
+_ready = False
+
+
 @contextlib.contextmanager
 def silenced_stderr():
     """Send file descriptor 2 to /dev/null for the duration (Python exceptions still raise)."""
@@ -25,11 +28,13 @@ def silenced_stderr():
 
 def import_tensorflow():
     """Import TensorFlow and TensorFlow Probability quietly; return the ``tf`` module."""
-    if "tensorflow" in sys.modules:
+    global _ready
+    if _ready:
         return sys.modules["tensorflow"]
     with silenced_stderr():
         import tensorflow as tf
         import tensorflow_probability  # noqa: F401
 
         tf.zeros(1)  # the first op initialises the devices (another notice)
+    _ready = True
     return tf

@@ -20,7 +20,11 @@ from nicelab.training import Trained, train
 
 __all__ = ["PRESETS", "load_or_train", "restore", "run_dir", "save"]
 
-RUNS_DIR = Path(os.environ.get("NICELAB_RUNS", "runs"))
+RUNS_DIR = Path("runs")  # default; the NICELAB_RUNS environment variable overrides it
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get("NICELAB_RUNS", RUNS_DIR))
 TRAINED_STAGES = ("coupling", "model", "likelihood")
 
 WEIGHTS = "weights.npz"
@@ -57,7 +61,7 @@ def run_key(data_name: str, config: TrainConfig, impl_path: Path) -> str:
 
 def run_dir(data_name: str, config: TrainConfig, impl: str) -> Path:
     path = impl_mod.resolve(impl)
-    return RUNS_DIR / data_name / f"{path.name}-{run_key(data_name, config, path)}"
+    return runs_dir() / data_name / f"{path.name}-{run_key(data_name, config, path)}"
 
 
 def save(trained: Trained, directory: Path, extra: dict | None = None) -> None:
