@@ -1,0 +1,148 @@
+"""Stage 4 - inpainting: fill in unobserved entries by projected gradient ascent on log p(x).
+
+NICE paper, section 5.2. Split x into observed entries x_O (``known`` True) and hidden ones
+x_H. Starting from the values given in x, for i = 0, 1, ..., steps - 1:
+
+    alpha_i   = step_size * 100 / (100 + i)            (step_size = 0.1: the paper's 10 / (100 + i))
+    x_H      <- Pi( x_H + alpha_i * (d log p_X(x_O, x_H) / d x_H + noise * eps) ),  eps ~ N(0, I)
+
+where Pi clips to the box ``bounds = (low, high)`` (no projection when ``bounds`` is None).
+The observed entries x_O never move: they are returned bit for bit as given.
+
+``log_likelihood`` is stage 3's; log|det df/dx| does not depend on x, so the gradient comes
+from the prior term log p_H(f(x)) alone, back-propagated through f.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+import tensorflow as tf
+
+from nicelab.validate import as_batch, check_positive_int
+
+from .likelihood import log_likelihood  # noqa: F401 - the stub's ascent_step uses it
+
+#: Default number of ascent steps and the paper's step size (alpha_0 = 0.1).
+DEFAULT_STEPS = 300
+PAPER_STEP_SIZE = 0.1
+
+
+def ascent_step(model, prior, z, x, known, alpha, eps, bounds=None):
+    """One projected gradient ascent step on the unobserved entries of ``z``.
+
+    Args:
+        z: the current estimate, a float32 tensor ``(batch, D)``.
+        x: the given values ``(batch, D)``; its observed entries are the truth.
+        known: boolean tensor ``(batch, D)``, True where observed.
+        alpha: the step size alpha_i (scalar tensor).
+        eps: the noise term already scaled by ``noise``, ``(batch, D)`` (zeros without noise).
+        bounds: ``(low, high)`` or None.
+
+    Returns ``(batch, D)``: observed entries exactly x's; hidden entries
+    clip(z + alpha * (grad log p(z) + eps), low, high).
+    """
+    # TODO (inpainting): ascent_step
+    # 1. Under a tf.GradientTape that watches z, compute the summed log_likelihood(model, prior, z)
+    #    (each example's log-likelihood depends only on its own row, so the sum is fine).
+    # 2. grad = tape.gradient(...) with respect to z, shape (batch, D).
+    # 3. Step uphill: z + alpha * (grad + eps); project onto bounds (tf.clip_by_value) if given.
+    # 4. Return tf.where(known, x, stepped): only the hidden entries may move.
+    raise NotImplementedError(
+        'Stage 4 (inpainting): implement ascent_step. See docs/lessons/4-inpainting.md.'
+    )
+
+
+#: Compiled steps per model, reused across calls: (prior, bounds, step) triples.
+_COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def make_step(model, prior, x, known, bounds=None):
+    """``step(z, alpha, eps)``: ``ascent_step`` for this model, data and mask, compiled with
+    tf.function once per (model, prior, bounds) and reused (run eagerly if it cannot be compiled)."""
+    cached = _COMPILED.setdefault(model, [])
+    compiled = next((fn for p, b, fn in cached if p is prior and b == bounds), None)
+    if compiled is None:
+        def eager(z, x, known, alpha, eps):
+            return ascent_step(model, prior, z, x, known, alpha, eps, bounds)
+
+        traced = tf.function(eager, reduce_retracing=True)
+        state = {"fn": traced}
+
+        def compiled(*args):
+            if state["fn"] is traced:
+                try:
+                    return traced(*args)
+                except Exception:  # noqa: BLE001 - e.g. NumPy inside the step: run it eagerly
+                    state["fn"] = eager
+            return state["fn"](*args)
+
+        cached.append((prior, bounds, compiled))
+
+    def step(z, alpha, eps):
+        return compiled(tf.convert_to_tensor(z, tf.float32), x, known, tf.constant(alpha, tf.float32),
+                        tf.convert_to_tensor(eps, tf.float32))
+
+    return step
+
+
+def _validated(model, x, known, steps, step_size, noise, bounds, seed):
+    x = as_batch(x, getattr(model, "dim", None))
+    mask = known.numpy() if isinstance(known, tf.Tensor | tf.Variable) else np.asarray(known)
+    if mask.dtype != bool:
+        if mask.dtype.kind in "iu" and np.isin(mask, (0, 1)).all():
+            mask = mask.astype(bool)
+        else:
+            raise TypeError(f"known must be a boolean array (True = observed), got dtype {mask.dtype}.")
+    if mask.shape != tuple(x.shape):
+        raise ValueError(f"known must have x's shape {tuple(x.shape)}, got {mask.shape}.")
+    steps = check_positive_int(steps, "steps", minimum=0)
+    for name, value, low in (("step_size", step_size, 0.0), ("noise", noise, 0.0)):
+        if isinstance(value, bool) or not isinstance(value, int | float | np.number) \
+                or not math.isfinite(value) or value < low or (name == "step_size" and value == 0):
+            raise ValueError(f"{name} must be a finite number {'> 0' if name == 'step_size' else '>= 0'}, "
+                             f"got {value!r}.")
+    if bounds is not None:
+        try:
+            low, high = (float(b) for b in bounds)
+        except (TypeError, ValueError):
+            raise ValueError(f"bounds must be a (low, high) pair of numbers or None, "
+                             f"got {bounds!r}.") from None
+        if not low < high:
+            raise ValueError(f"bounds must satisfy low < high, got {bounds!r}.")
+        bounds = (low, high)
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise TypeError(f"seed must be an integer or None, got {seed!r}.")
+    return x, mask, steps, float(step_size), float(noise), bounds
+
+
+def inpaint(model, prior, x, known, steps=DEFAULT_STEPS, step_size=PAPER_STEP_SIZE, noise=0.0,
+            bounds=None, seed=None):
+    """Fill in the unobserved entries of ``x`` by projected gradient ascent on log p(x).
+
+    Args:
+        model, prior: a trained NICE and its prior.
+        x: ``(batch, D)`` starting values: observed entries are the truth, hidden ones are where
+            the ascent starts (e.g. the mean image, or noise).
+        known: boolean ``(batch, D)``, True where observed.
+        steps: number of ascent steps; ``step_size``: alpha_0, the schedule is
+            alpha_i = step_size * 100 / (100 + i) (0.1: the paper's).
+        noise: scale of the paper's Gaussian term eps ~ N(0, I) added to the gradient (0: none).
+        bounds: ``(low, high)``: the box hidden entries are clipped to after every step.
+        seed: integer seed of the noise.
+
+    Returns a float32 NumPy array ``(batch, D)``; observed entries bit for bit those of x.
+    """
+    x, known, steps, step_size, noise, bounds = _validated(model, x, known, steps, step_size, noise,
+                                                           bounds, seed)
+    # TODO (inpainting): inpaint
+    # rng = np.random.default_rng(seed)                       (the noise: same seed, same result)
+    # step = make_step(model, prior, x, tf.constant(known), bounds)   (ascent_step, compiled)
+    # Start from z = x. For i in range(steps): alpha_i = step_size * 100 / (100 + i);
+    # eps = noise * rng.standard_normal(x.shape) as float32 (zeros when noise == 0);
+    # z = step(z, alpha_i, eps). Return z as a float32 NumPy array.
+    raise NotImplementedError(
+        'Stage 4 (inpainting): implement inpaint. See docs/lessons/4-inpainting.md.'
+    )

@@ -1,0 +1,97 @@
+"""Trained *reference* models for the checks of stages 4 and 5, cached on disk.
+
+Stages 4 and 5 are graded on top of the reference stages 1-3, so the model they need is the
+same for every student: ``trained_reference("digits")`` trains it once with a small, seeded,
+fast config and caches its weights under ``.nicelab-cache/`` in the project (or
+``$NICELAB_CACHE``). The cache key hashes the reference sources of stages 1-3, the config, the
+data name and the TensorFlow version, so a changed reference never reuses a stale model. A
+cold cache (a fresh clone) just trains again; the files are written atomically, so parallel
+runs cannot read half a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from nicelab.config import TrainConfig
+from nicelab.impl import PROJECT_ROOT
+
+ENV_VAR = "NICELAB_CACHE"
+REFERENCE = PROJECT_ROOT / "solutions"
+TRAINED_STAGES = ("coupling", "model", "likelihood")
+
+#: The checks' training runs: small and seeded; good enough for the checks' bars with margin.
+CONFIGS: dict[str, TrainConfig] = {
+    "parabola": TrainConfig(epochs=12, batch_size=256, learning_rate=1e-2, hidden_units=32,
+                            hidden_layers=2, prior="gaussian", seed=1),
+    "digits": TrainConfig(epochs=40, batch_size=64, learning_rate=2e-3, hidden_units=128,
+                          hidden_layers=2, prior="logistic", seed=1),
+}
+
+
+def cache_dir() -> Path:
+    """``$NICELAB_CACHE`` if set, else ``.nicelab-cache/`` in the project root."""
+    return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / ".nicelab-cache")
+
+
+def cache_key(data_name: str, config: TrainConfig) -> str:
+    import tensorflow as tf
+
+    digest = hashlib.sha256(f"{data_name}|{tf.__version__}".encode())
+    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
+    for stage in TRAINED_STAGES:
+        digest.update((REFERENCE / f"{stage}.py").read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _save_atomically(model, path: Path) -> None:
+    from nicelab.runs import save_weights
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(handle)
+    try:
+        save_weights(model, Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+@functools.cache
+def trained_reference(data_name: str):
+    """``(model, prior, data)``: the reference NICE trained on ``data_name`` (``parabola`` or
+    ``digits``) with ``CONFIGS[data_name]``, from the disk cache when it is there.
+
+    The same objects are returned on every call in a process: do not train them further.
+    """
+    import importlib
+
+    from nicelab import data as data_mod
+    from nicelab.runs import load_weights
+    from nicelab.training import train
+
+    if data_name not in CONFIGS:
+        raise ValueError(f"no check fixture for {data_name!r}; choose one of: {', '.join(CONFIGS)}.")
+    config = CONFIGS[data_name]
+    data = data_mod.load(data_name)
+    modules = {stage: importlib.import_module(f"solutions.{stage}") for stage in TRAINED_STAGES}
+    path = cache_dir() / f"{data_name}-{cache_key(data_name, config)}.npz"
+    if path.exists():
+        model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
+                                      config.hidden_layers)
+        prior = modules["likelihood"].make_prior(data.dim, config.prior)
+        try:
+            load_weights(model, path)
+            return model, prior, data
+        except (ValueError, OSError, KeyError):
+            pass  # a damaged file: train again and overwrite it
+    trained = train(modules, data, config, verbose=False)
+    _save_atomically(trained.model, path)
+    return trained.model, trained.prior, data
