@@ -1,0 +1,98 @@
+"""One submission's grading process: ``python -m nicelab.grading.worker IMPL EVENTS [options]``.
+
+Started by :mod:`nicelab.grading.batch` in its own process group, with resource limits, in a
+scratch working directory, its output going to a capped pipe. It imports TensorFlow once,
+runs the checks on ``IMPL`` and appends one JSON line per event to ``EVENTS`` as it goes:
+
+    {"event": "collected", "checks": [[nodeid, stage, hidden], ...]}   (once per session)
+    {"event": "start", "nodeid": ...}                                 (a check begins)
+    {"event": "result", "result": {CheckResult.to_dict()}}            (a check is done)
+    {"event": "done"}                                                 (all checks ran)
+
+so that the parent knows, when it has to stop a hanging or crashed process, which checks ran,
+which one was running and which never started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the batch that started this process is gone (killed, crashed): a
+    hanging submission must not outlive its grader."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(70)
+
+
+def set_limits(memory_mb: int, file_mb: int) -> None:
+    """Backstops for the parent's limits: no core dumps; an address space of 4x the memory
+    limit (a single giant allocation fails at once with MemoryError instead of swamping the
+    machine before the parent's next look); files of at most ``file_mb`` (a bigger write fails
+    with an OSError instead of filling the disk)."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_mb > 0:
+        size = 4 * memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (size, size))
+    if file_mb > 0:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        size = file_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m nicelab.grading.worker")
+    parser.add_argument("impl")
+    parser.add_argument("events")
+    parser.add_argument("--stages", default="")
+    parser.add_argument("--extra-checks", action="append", default=[])
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--memory-mb", type=int, default=0)
+    parser.add_argument("--file-mb", type=int, default=0)
+    args = parser.parse_args(argv)
+    sys.dont_write_bytecode = True
+    set_limits(args.memory_mb, args.file_mb)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+
+    events = open(args.events, "a", buffering=1)  # noqa: SIM115 - open for the whole run
+
+    def emit(kind: str, payload) -> None:
+        if kind == "start":
+            record = {"event": "start", "nodeid": payload}
+        elif kind == "collected":
+            record = {"event": "collected", "checks": payload}
+        else:
+            record = {"event": "result", "result": payload.to_dict()}
+        events.write(json.dumps(record) + "\n")
+        events.flush()
+
+    from nicelab.quiet import import_tensorflow
+
+    tf = import_tensorflow()
+    if args.threads > 0:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    from nicelab.checkrun import run_checks
+
+    stages = tuple(s for s in args.stages.split(",") if s) or None
+    run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
+               on_event=emit)
+    events.write(json.dumps({"event": "done"}) + "\n")
+    events.flush()
+    os.fsync(events.fileno())
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)  # no interpreter teardown: a student's atexit handler cannot change the verdict
+
+
+if __name__ == "__main__":
+    sys.exit(main())
