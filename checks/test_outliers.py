@@ -62,7 +62,8 @@ def test_threshold_hits_the_false_alarm_rate(outliers, digits, rate):
         else:
             likely = "tau = np.quantile(valid_log_liks, false_alarm_rate), from the validation data only."
         fail(f"a threshold below which {rate:.0%} of the validation digits fall (and about as many held-out "
-             "test digits)", f"{on_valid:.1%} of validation and {on_test:.1%} of test digits below it", likely)
+             "test digits)", f"{on_valid:.1%} of validation and {on_test:.1%} of test digits below it",
+             likely)
 
 
 def test_threshold_uses_only_the_given_values(outliers):
