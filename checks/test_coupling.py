@@ -91,7 +91,8 @@ def test_parities_change_complementary_parts(coupling):
     expect(not np.any(first & second), "parity 0 and parity 1 to change different columns",
            f"both change {describe(first & second)}", "parity 1 must swap the roles of the two parts.")
     expect(np.all(first | second), "parity 0 and 1 together to change every column",
-           f"columns {describe(~(first | second))} never change", "parity 1 must swap the roles of the parts.")
+           f"columns {describe(~(first | second))} never change",
+           "parity 1 must swap the roles of the parts.")
 
 
 def test_shift_depends_only_on_the_kept_part(coupling):
@@ -150,7 +151,8 @@ def test_each_layer_owns_its_network(coupling):
     x = random_batch(8, DIM)
     before = numpy(second.forward(x))
     randomize(trainable(first), seed=99)
-    expect(np.allclose(before, numpy(second.forward(x))), "changing one layer's weights to leave another alone",
+    expect(np.allclose(before, numpy(second.forward(x))),
+           "changing one layer's weights to leave another alone",
            "the second layer's output changed", "weight sharing between coupling layers.")
 
 
@@ -176,7 +178,8 @@ def test_one_example_does_not_depend_on_the_batch(coupling):
     alone = numpy(layer.forward(x[:1]))
     other = x.copy()
     other[1:] = 10.0 * random_batch(31, DIM, seed=5)
-    error = max(max_error(alone, numpy(layer.forward(x))[:1]), max_error(alone, numpy(layer.forward(other))[:1]))
+    error = max(max_error(alone, numpy(layer.forward(x))[:1]),
+                max_error(alone, numpy(layer.forward(other))[:1]))
     expect(error < 1e-4, "the output for one example to be the same whatever else is in the batch",
            f"it changes by up to {error:.3g}",
            "batch dependence: a BatchNormalization (or batch statistics) inside m; use no normalisation "

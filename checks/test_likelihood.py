@@ -15,7 +15,9 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from nicelab import cache
 from nicelab import data as data_mod
+from nicelab import impl as impl_mod
 from nicelab.checking import expect, fail, numpy, random_batch, randomize
 from nicelab.training import compile_step, mean_nll
 
@@ -138,9 +140,10 @@ def test_log_likelihood_agrees_with_tfp(likelihood):
         prior = likelihood.make_prior(DIM, kind)
         reference = tfd.TransformedDistribution(prior, NiceBijector(flow)).log_prob(x)
         got = numpy(likelihood.log_likelihood(flow, prior, x))
+        gap = np.max(np.abs(got - numpy(reference))) if got.shape == (16,) else got.shape
         expect(got.shape == (16,) and np.allclose(got, numpy(reference), atol=1e-3),
                f"log_likelihood to equal TFP's TransformedDistribution.log_prob ({kind} prior)",
-               f"a difference of up to {np.max(np.abs(got - numpy(reference))) if got.shape == (16,) else got.shape}",
+               f"a difference of up to {gap}",
                "log p(x) = prior.log_prob(model.forward(x)) + model.log_det_jacobian().")
 
 
@@ -176,7 +179,8 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
     after = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
     expect(after < expected, "five steps on one batch to lower its NLL",
            f"{expected:.4f} before and {after:.4f} after",
-           "train_step must minimise the NLL = -mean(log_likelihood); a dropped minus sign is gradient ascent.")
+           "train_step must minimise the NLL = -mean(log_likelihood); a dropped minus sign is "
+           "gradient ascent.")
 
 
 def _reference_step(likelihood, flow, prior, optimizer, x):
@@ -188,12 +192,27 @@ def _reference_step(likelihood, flow, prior, optimizer, x):
 
 
 @pytest.fixture(scope="module")
-def parabola_run(likelihood):
-    """A short, seeded training run on the parabola with your make_prior and train_step."""
-    tf.keras.utils.set_random_seed(1)
+def parabola_run(likelihood, graded):
+    """A short, seeded training run on the parabola with your make_prior and train_step.
+
+    Deterministic, so its result is cached on disk under a key that hashes your lesson files,
+    the reference underneath and these settings: change any of them and it trains again.
+    """
     data = data_mod.load_parabola()
     flow = reference_nice()(2, 4, TRAIN["hidden_units"], TRAIN["hidden_layers"])
     prior = likelihood.make_prior(2, "gaussian")
+    key = cache.key("likelihood-run", TRAIN, cache.source_digest(impl_mod.resolve(graded)),
+                    cache.source_digest(impl_mod.PROJECT_ROOT / "solutions"))
+    result = cache.cached_arrays("parabola-run", key,
+                                 lambda: _train_on_parabola(likelihood, flow, prior, data))
+    for i, variable in enumerate(flow.weights):
+        variable.assign(result[f"w{i}"])
+    return {"flow": flow, "prior": prior, "data": data, "losses": result["losses"],
+            "initial_nll": float(result["initial_nll"]), "test_nll": float(result["test_nll"])}
+
+
+def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
+    tf.keras.utils.set_random_seed(1)
     schedule = tf.keras.optimizers.schedules.CosineDecay(TRAIN["lr"], TRAIN["steps"], 0.01)
     optimizer = tf.keras.optimizers.Adam(schedule)
     optimizer.build(flow.trainable_variables)
@@ -209,8 +228,9 @@ def parabola_run(likelihood):
             # Your train_step runs only eagerly (too slow for 1000 steps here): the run goes on with
             # a compiled step on your log_likelihood. test_train_step_* still checks your train_step.
             step = tf.function(lambda x: _reference_step(likelihood, flow, prior, optimizer, x))
-    return {"flow": flow, "initial_nll": initial_nll, "prior": prior, "losses": np.array(losses), "data": data,
-            "test_nll": mean_nll(evaluate, data.test)}
+    arrays = {f"w{i}": w.numpy() for i, w in enumerate(flow.weights)}
+    return {**arrays, "losses": np.array(losses), "initial_nll": np.array(initial_nll),
+            "test_nll": np.array(mean_nll(evaluate, data.test))}
 
 
 def test_training_lowers_the_nll(parabola_run):

@@ -55,15 +55,23 @@ def trainable(layer) -> list[tf.Variable]:
 
 
 def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
-    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian."""
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian.
+
+    Row j of every example's Jacobian is the gradient of output column j summed over the batch
+    (examples are independent), which is several times faster than ``batch_jacobian`` eagerly.
+    Returns NaN where no gradient flows from the output back to ``x``.
+    """
     x = tf.constant(x, dtype=tf.float32)
-    with tf.GradientTape() as tape:
+    with tf.GradientTape(persistent=True) as tape:
         tape.watch(x)
         y = fn(x)
-    jacobian = tape.batch_jacobian(y, x)
-    if jacobian is None:
+        columns = [y[:, j] for j in range(int(x.shape[1]))]
+    rows = [tape.gradient(column, x) for column in columns]
+    del tape
+    if all(row is None for row in rows):
         return np.full(len(x), np.nan)
-    _, log_abs_det = np.linalg.slogdet(numpy(jacobian))
+    jacobian = np.stack([np.zeros(x.shape) if r is None else numpy(r) for r in rows], axis=1)
+    _, log_abs_det = np.linalg.slogdet(jacobian)
     return log_abs_det
 
 

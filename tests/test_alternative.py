@@ -12,7 +12,8 @@ STAGES = ("coupling", "model", "likelihood")
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    jobs = [{"name": s, "impl": str(ROOT / "tests" / "alternative"), "stage": s, "check": None} for s in STAGES]
+    folder = str(ROOT / "tests" / "alternative")
+    jobs = [{"name": s, "impl": folder, "stage": s, "check": None} for s in STAGES]
     return grade_jobs(jobs, tmp_path_factory.mktemp("alternative"))
 
 

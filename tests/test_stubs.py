@@ -38,7 +38,8 @@ def test_stub_message_names_the_stage_and_its_page():
     assert "# add one" in stub and "return x + 1" not in stub
     namespace: dict = {}
     exec(compile(stub, "stub", "exec"), namespace)
-    with pytest.raises(NotImplementedError, match=r"Stage 2 \(model\): implement f\. See docs/lessons/2-model\.md"):
+    expected = r"Stage 2 \(model\): implement f\. See docs/lessons/2-model\.md"
+    with pytest.raises(NotImplementedError, match=expected):
         namespace["f"](1)
 
 

@@ -23,7 +23,7 @@ def train_step(model, prior, optimizer, x):
     with tf.GradientTape() as tape:
         loss = -tf.reduce_mean(log_likelihood(model, prior, x))
     grads = tape.gradient(loss, model.trainable_variables)
-    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
     return float(np.asarray(loss.numpy()))  # leaves TensorFlow: cannot be compiled
 
 

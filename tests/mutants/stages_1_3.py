@@ -36,7 +36,8 @@ MUTANTS = [
            ((FORWARD_SHIFT, "return self.merge(x_keep, x_change + self.m(x_change))"),),
            "shift_depends_only", "m must take x_keep"),
     Mutant("coupling_keeps_nothing", "coupling", "coupling.py",
-           ((FORWARD_SHIFT, "return self.merge(x_keep + self.m(x_keep)[:, :1], x_change + self.m(x_keep))"),),
+           ((FORWARD_SHIFT,
+             "return self.merge(x_keep + self.m(x_keep)[:, :1], x_change + self.m(x_keep))"),),
            "exactly_one_part", "pass through unchanged"),
     # Stage 2 - model.py
     Mutant("model_no_alternation", "model", "model.py",
@@ -81,6 +82,7 @@ MUTANTS = [
              "loss = tf.reduce_mean(log_likelihood(model, prior, x))"),),
            "training_lowers", "minimise"),
     Mutant("likelihood_sample_forward", "likelihood", "likelihood.py",
-           (("return model.backward(prior.sample(n, seed=seed))", "return model.forward(prior.sample(n, seed=seed))"),),
+           (("return model.backward(prior.sample(n, seed=seed))",
+             "return model.forward(prior.sample(n, seed=seed))"),),
            "backward_of_prior", "backward"),
 ]
