@@ -58,7 +58,8 @@ MUTANTS = [
            "forward_is_the_composition", "skips the scaling layer"),
     Mutant("model_erratum_original_input", "model", "model.py",
            (("        for coupling in self.couplings:\n            h = coupling.forward(h)",
-             "        x0 = h\n        for coupling in self.couplings:\n            h = h + coupling.forward(x0) - x0"),),
+             "        x0 = h\n        for coupling in self.couplings:\n"
+             "            h = h + coupling.forward(x0) - x0"),),
            "forward_is_the_composition", "section 5 erratum"),
     Mutant("model_batch_statistics", "model", "model.py",
            (("        h = as_batch(x, self.dim)\n",
