@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hidden-units", type=int)
     parser.add_argument("--hidden-layers", type=int)
     parser.add_argument("--prior", choices=("logistic", "gaussian"))
+    parser.add_argument("--arch", choices=("paper", "small"),
+                        help="coupling networks: the paper's 4 couplings of 5 x 1000 ReLU, or the small one")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--out", type=Path, help="output folder (default runs/DATA/IMPL-KEY)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -38,7 +40,9 @@ def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1.")
     if args.lr is not None and not args.lr > 0:
         raise ValueError("--lr must be positive.")
-    return dataclasses.replace(PRESETS[name],
+    from nicelab.mnist import with_arch
+
+    return dataclasses.replace(with_arch(PRESETS[name], getattr(args, "arch", None)),
                                **{k: v for k, v in overrides.items() if v is not None})
 
 
