@@ -149,7 +149,7 @@ def browser(tmp_path_factory):
     with sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
             str(profile), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
-            timeout=60_000)
+            timeout=120_000)
         requests: list[str] = []
 
         def guard(route):
@@ -191,6 +191,21 @@ IMAGES_STATE = """() => [...document.querySelectorAll('article img')].map(
   img => ({src: img.getAttribute('src'), complete: img.complete, width: img.naturalWidth}))"""
 
 
+TYPESET = """() => [...document.querySelectorAll('.arithmatex')].every(e => e.querySelector('.katex'))"""
+
+
+def settle(page, url: str, timeout_ms: int = 120_000) -> None:
+    """Open ``url`` and wait until its images and styles have loaded, KaTeX has typeset every
+    equation (or given up: the checks below then say so) and the fonts are in. Generous timeouts:
+    a loaded CI machine is slow, and nothing here waits on the network."""
+    page.goto(url, wait_until="load", timeout=timeout_ms)
+    try:
+        page.wait_for_function(TYPESET, timeout=timeout_ms)
+    except Exception:  # noqa: BLE001 - a timeout here is reported by the math assertions
+        pass
+    page.evaluate("document.fonts.ready.then(() => true)")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", PAGES, ids=[p.strip("/") or "home" for p in PAGES])
 def test_page_in_browser(browser, server, path):
@@ -198,9 +213,7 @@ def test_page_in_browser(browser, server, path):
     errors: list[str] = []
     page.on("pageerror", lambda err: errors.append(str(err)))
     try:
-        page.goto(server + path, wait_until="load", timeout=60_000)
-        page.wait_for_load_state("networkidle", timeout=30_000)
-        page.evaluate("document.fonts.ready.then(() => true)")
+        settle(page, server + path)
 
         math = page.evaluate(MATH_STATE)
         images = page.evaluate(IMAGES_STATE)
@@ -226,8 +239,7 @@ def test_katex_fonts_come_from_the_site(browser, server):
     """After the pages above (or on its own), KaTeX's fonts were fetched, from 127.0.0.1."""
     page = browser.new_page()
     try:
-        page.goto(server + "lessons/2-model/", wait_until="load", timeout=60_000)
-        page.wait_for_load_state("networkidle", timeout=30_000)
+        settle(page, server + "lessons/2-model/")
     finally:
         page.close()
     fonts = [url for url in browser.requests if "/assets/katex/fonts/" in url]
