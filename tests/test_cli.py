@@ -66,6 +66,15 @@ def test_bad_input_gets_one_line(args, message, capsys):
     assert message in err and "Traceback" not in err and len(err.splitlines()) <= 2
 
 
+def test_missing_stage_is_explained(tmp_path, capsys):
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    shutil.copy(ROOT / "solutions" / "coupling.py", partial / "coupling.py")
+    assert main(["train", "parabola", "--impl", str(partial)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.py is missing" in err and "Traceback" not in err
+
+
 def test_unknown_data_set_is_refused(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "cifar"])
