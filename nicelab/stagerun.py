@@ -58,12 +58,10 @@ def load(args: argparse.Namespace, stages: tuple[str, ...], name: str):
 def log_likelihoods(modules, trained, x, batch: int = 2000):
     """log p(x) of every row of ``x`` with the implementation's stage 3, in batches, as float64."""
     import numpy as np
-    import tensorflow as tf
 
     lik = modules["likelihood"]
-    evaluate = tf.function(lambda v: lik.log_likelihood(trained.model, trained.prior, v),
-                           reduce_retracing=True)
-    parts = [np.asarray(evaluate(tf.constant(x[i:i + batch]))) for i in range(0, len(x), batch)]
+    parts = [np.asarray(lik.log_likelihood(trained.model, trained.prior, x[i:i + batch]))
+             for i in range(0, len(x), batch)]
     return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
 
 

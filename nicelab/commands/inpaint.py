@@ -1,0 +1,144 @@
+"""``nicelab inpaint DATA``: hide part of test examples, fill them in with the implementation's
+``inpaint`` (stage 4) and a trained model (``nicelab train``'s, or trained now), and report.
+
+Images (digits, MNIST): masks top, bottom, left and right half, centre square, and random
+25/50/75/90 % of the pixels; the hidden pixels start at the mean training image (the
+baseline). The parabola: x1 hidden (given x2) and x2 hidden (given x1), started from random
+training values (the mean of x2 is a saddle point of p(x2 | x1)).
+
+Prints per mask kind the squared error of the hidden entries (inpainted vs the mean fill)
+and the mean log-likelihood before and after; writes ``inpainting.png`` (original | masked |
+inpainted, one block per mask kind), ``inpainting_mse.png`` and ``inpainting.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nicelab.commands import add_data_argument, add_impl_argument, data_name
+from nicelab.stagerun import add_model_arguments
+
+IMAGE_MASKS = ("top", "bottom", "left", "right", "centre", "random25", "random50", "random75", "random90")
+PARABOLA_MASKS = ("x1", "x2")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_argument(parser, default="digits")
+    add_impl_argument(parser)
+    parser.add_argument("--masks", nargs="+", metavar="MASK",
+                        help=f"mask kinds (images: {', '.join(IMAGE_MASKS)}; parabola: x1, x2)")
+    parser.add_argument("--examples", type=int, help="test examples per mask kind (default: digits 270, "
+                        "MNIST 100, parabola 2000)")
+    parser.add_argument("--show", type=int, default=8, help="examples per mask kind in the figure")
+    parser.add_argument("--steps", type=int, default=300, help="ascent steps (default 300)")
+    parser.add_argument("--step-size", type=float, default=0.1,
+                        help="alpha_0 of alpha_i = step_size * 100 / (100 + i); 0.1 is the paper's")
+    parser.add_argument("--noise", type=float, default=0.0, help="scale of the paper's Gaussian term")
+    add_model_arguments(parser)
+
+
+def make_masks(kind: str, n: int, dim: int, image_shape, rng):
+    """Boolean ``(n, dim)``, True = observed, for one mask kind."""
+    import numpy as np
+
+    if image_shape is None:
+        known = np.ones((n, dim), dtype=bool)
+        known[:, {"x1": 0, "x2": 1}[kind]] = False
+        return known
+    h, w = image_shape
+    if kind.startswith("random"):
+        return rng.uniform(size=(n, dim)) >= int(kind.removeprefix("random")) / 100
+    hidden = np.zeros((h, w), dtype=bool)
+    if kind == "top":
+        hidden[: h // 2] = True
+    elif kind == "bottom":
+        hidden[h // 2:] = True
+    elif kind == "left":
+        hidden[:, : w // 2] = True
+    elif kind == "right":
+        hidden[:, w // 2:] = True
+    else:  # centre: a square of half the side
+        top, left = h // 4, w // 4
+        hidden[top:top + h // 2, left:left + w // 2] = True
+    return np.broadcast_to(~hidden.ravel(), (n, dim)).copy()
+
+
+def inpaint_all(modules, trained, data, masks, n: int, args, seed: int = 0) -> dict:
+    """Run the implementation's inpaint once on every mask kind stacked; return the arrays."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    truth = data.test[:n]
+    images = data.image_shape is not None
+    known = np.concatenate([make_masks(kind, n, data.dim, data.image_shape, rng) for kind in masks])
+    stacked = np.tile(truth, (len(masks), 1))
+    mean_fill = np.broadcast_to(data.train.mean(axis=0), stacked.shape)
+    if images:
+        start = np.where(known, stacked, mean_fill)
+    else:
+        random_fill = data.train[rng.integers(0, len(data.train), len(stacked))]
+        start = np.where(known, stacked, random_fill)
+    start = start.astype(np.float32)
+    result = modules["inpainting"].inpaint(trained.model, trained.prior, start, known, steps=args.steps,
+                                           step_size=args.step_size, noise=args.noise,
+                                           bounds=data.bounds, seed=seed)
+    return {"truth": stacked, "known": known, "start": start,
+            "mean_fill": np.where(known, stacked, mean_fill), "result": np.asarray(result, dtype=np.float32)}
+
+
+def summarize(arrays: dict, masks, n: int, log_lik) -> list[dict]:
+    """Per mask kind: squared error of the hidden entries, inpainted and mean fill, and the
+    mean log-likelihood of the start, the result and the truth."""
+    import numpy as np
+
+    before, after, true = log_lik(arrays["start"]), log_lik(arrays["result"]), log_lik(arrays["truth"])
+    rows = []
+    for i, kind in enumerate(masks):
+        part = slice(i * n, (i + 1) * n)
+        hidden = ~arrays["known"][part]
+        error = (arrays["result"][part] - arrays["truth"][part])[hidden]
+        baseline = (arrays["mean_fill"][part] - arrays["truth"][part])[hidden]
+        rows.append({"mask": kind, "hidden_fraction": float(hidden.mean()),
+                     "mse_inpainted": float(np.mean(error ** 2)),
+                     "mse_mean_fill": float(np.mean(baseline ** 2)),
+                     "log_lik_before": float(before[part].mean()), "log_lik_after": float(after[part].mean()),
+                     "log_lik_truth": float(true[part].mean())})
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    from nicelab import stageplots, stagerun
+    from nicelab.validate import check_choice, check_positive_int
+
+    name = data_name(args)
+    masks = tuple(args.masks or (PARABOLA_MASKS if name == "parabola" else IMAGE_MASKS))
+    for kind in masks:
+        check_choice(kind, PARABOLA_MASKS if name == "parabola" else IMAGE_MASKS, f"mask kind for {name}")
+    check_positive_int(args.steps, "--steps", minimum=0)
+    check_positive_int(args.show, "--show")
+    modules, data, trained, out = stagerun.load(args, ("inpainting",), name)
+    default_n = {"parabola": 2000, "digits": len(data.test)}.get(name, 100)
+    n = min(len(data.test), check_positive_int(args.examples or default_n, "--examples"))
+    print(f"inpainting {n} test examples per mask kind ({len(masks)} kinds), {args.steps} steps, "
+          f"step size {args.step_size} (alpha_i = {args.step_size} * 100 / (100 + i)), noise {args.noise}")
+    arrays = inpaint_all(modules, trained, data, masks, n, args)
+    rows = summarize(arrays, masks, n, lambda x: stagerun.log_likelihoods(modules, trained, x))
+    stagerun.print_table(
+        ("mask", "hidden", "MSE inpainted", "MSE mean fill", "ratio", "log-lik before", "after", "truth"),
+        [(r["mask"], r["hidden_fraction"], r["mse_inpainted"], r["mse_mean_fill"],
+          r["mse_inpainted"] / r["mse_mean_fill"], r["log_lik_before"], r["log_lik_after"],
+          r["log_lik_truth"]) for r in rows],
+        ("s", ".0%", ".4f", ".4f", ".2f", ".2f", ".2f", ".2f"))
+    start_note = "mean training image" if data.image_shape is not None else "random training values"
+    print(f"(hidden entries start at the {start_note}; MSE on the hidden entries only; "
+          "log-likelihood in nats per example)")
+    figures = [stageplots.inpainting_figure(arrays, masks, n, data, out / "inpainting.png", show=args.show),
+               stageplots.inpainting_errors(rows, out / "inpainting_mse.png")]
+    summary = {"data": name, "impl": str(args.impl), "examples_per_mask": n, "steps": args.steps,
+               "step_size": args.step_size, "noise": args.noise, "start": start_note, "masks": rows}
+    (out / "inpainting.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"wrote {len(figures)} figures and inpainting.json in {out}:")
+    for figure in figures:
+        print(f"  {figure}")
+    return 0
