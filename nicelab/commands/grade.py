@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch: wall-time limit per submission in seconds (default 600)")
     parser.add_argument("--memory-mb", type=int, default=4096, metavar="M",
                         help="batch: memory limit per submission in MB (default 4096)")
+    parser.add_argument("--check-timeout", type=float, metavar="S",
+                        help="batch: wall-time limit of any one check; the rest of the submission is "
+                             "still graded (default: none)")
     parser.add_argument("--regrade", action="store_true",
                         help="batch: grade every submission again instead of resuming")
 
@@ -69,7 +72,8 @@ def _batch(args: argparse.Namespace, points) -> int:
                          "submission, and a rerun resumes from it.")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError("--jobs must be at least 1.")
-    limits = batch.Limits(timeout=args.timeout, memory_mb=args.memory_mb)
+    limits = batch.Limits(timeout=args.timeout, memory_mb=args.memory_mb,
+                          check_timeout=args.check_timeout)
     start = time.perf_counter()
     document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
                                  tuple(map(str, args.extra_checks)), limits, points, args.jobs, args.regrade)

@@ -61,16 +61,20 @@ class Interrupted(Exception):
 
 @dataclass
 class Limits:
-    """Per-submission limits: wall time (s), resident memory (MB), output kept (kB), file size (MB)."""
+    """Per-submission limits: wall time (s), resident memory (MB), output kept (kB), file size
+    (MB), and optionally the wall time of any one check (s)."""
 
     timeout: float = 600.0
     memory_mb: int = 4096
     output_kb: int = 256
     file_mb: int = 1024
+    check_timeout: float | None = None  # wall time of one check; None: only the submission's limit
 
     def __post_init__(self):
         if not self.timeout > 0:
             raise ValueError(f"the time limit must be positive; saw {self.timeout}.")
+        if self.check_timeout is not None and not self.check_timeout > 0:
+            raise ValueError(f"the time limit of one check must be positive; saw {self.check_timeout}.")
         if self.memory_mb < 512:
             raise ValueError(f"the memory limit must be at least 512 MB (TensorFlow alone needs about "
                              f"800 MB); saw {self.memory_mb}.")
@@ -195,6 +199,7 @@ class Attempt:
     in_flight: str | None = None
     done: bool = False
     reason: str | None = None
+    check_timed_out: bool = False
     returncode: int | None = None
     peak_rss: int = 0
     output: str = ""
@@ -227,6 +232,35 @@ def _read_events(path: Path, attempt: Attempt) -> None:
     attempt.in_flight = started
 
 
+class _EventTail:
+    """Follows a worker's events file while it runs: which check is running, for how long."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset, self.buffer = path, 0, b""
+        self.running: str | None = None
+        self.since = 0.0
+
+    def running_for(self) -> float:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except OSError:
+            return 0.0
+        self.offset += len(data)
+        *lines, self.buffer = (self.buffer + data).split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue
+            if event.get("event") == "start":
+                self.running, self.since = event.get("nodeid"), time.monotonic()
+            elif event.get("event") in ("result", "done"):
+                self.running = None
+        return time.monotonic() - self.since if self.running else 0.0
+
+
 def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Limits, deadline: float,
                workdir: Path, tag: str, threads: int, stop: threading.Event) -> Attempt:
     """Run one worker process on ``impl`` for ``stages`` until it ends, the ``deadline``
@@ -244,6 +278,7 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
                MALLOC_ARENA_MAX="2", PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
     attempt = Attempt()
     limit = limits.memory_mb * 2**20
+    tail = _EventTail(events)
     proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     drain = _Drain(proc.stdout, limits.output_kb * 1024)
@@ -254,6 +289,9 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
                 raise Interrupted()
             if time.monotonic() > deadline:
                 attempt.reason = "timeout"
+                break
+            if limits.check_timeout and tail.running_for() > limits.check_timeout:
+                attempt.reason, attempt.check_timed_out = "timeout", True
                 break
             rss = group_rss(proc.pid)
             attempt.peak_rss = max(attempt.peak_rss, rss)
@@ -276,6 +314,8 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
 
 
 def _describe_end(attempt: Attempt, limits: Limits) -> str:
+    if attempt.check_timed_out:
+        return f"stopped at the time limit of one check, {limits.check_timeout:g} s,"
     if attempt.reason == "timeout":
         return f"stopped at the time limit of {limits.timeout:g} s"
     if attempt.reason == "memory_limit":
@@ -290,6 +330,9 @@ def _describe_end(attempt: Attempt, limits: Limits) -> str:
         return f"the grading process died of {name}"
     if attempt.done:
         return "the checks stopped early (KeyboardInterrupt or a similar exception from your code)"
+    if not attempt.expected:
+        last = [line for line in attempt.output.splitlines() if line.strip()][-1:]
+        return f"the grading process exited with code {code}" + (f" ({last[0][:300]})" if last else "")
     return f"the grading process exited with code {code} before the checks were done (os._exit?)"
 
 
@@ -357,8 +400,9 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
             remaining = [s for s in stages if s not in abandoned and (
                 attempt.sessions < sessions_expected
                 or any(info[0] == s and n not in results for n, info in expected.items()))]
-            if attempt.reason == "timeout" or deadline - time.monotonic() < MIN_ATTEMPT_S:
-                if attempt.reason != "timeout":
+            out_of_time = attempt.reason == "timeout" and not attempt.check_timed_out
+            if out_of_time or deadline - time.monotonic() < MIN_ATTEMPT_S:
+                if not out_of_time:
                     why_not_run = f"not run: too little of the {limits.timeout:g} s time limit was left."
                 break
             if extra["attempts"] > len(stages) + 1:
@@ -368,6 +412,10 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
             ordered.append(results.pop(nodeid, None) or CheckResult(
                 nodeid, stage, "error", why_not_run, 0.0, "not_run", hidden=hidden))
         ordered.extend(results.values())
+        original = str(lesson_folder(folder))
+        for result in ordered:  # messages name the submission's files, not the temporary copy
+            result.message = result.message.replace(str(impl), original)
+        extra["output_excerpt"] = extra["output_excerpt"].replace(str(impl), original)
     return report.submission_row(name, str(folder), ordered, stages, points, status=status, message=message,
                                  wall_time=round(time.monotonic() - start, 2), **extra)
 

@@ -75,12 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(record) + "\n")
         events.flush()
 
-    from nicelab.quiet import import_tensorflow
+    from nicelab.quiet import import_tensorflow, silenced_stderr
 
-    tf = import_tensorflow()
-    if args.threads > 0:
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
+        with silenced_stderr():
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+    import_tensorflow()
     from nicelab.checkrun import run_checks
 
     stages = tuple(s for s in args.stages.split(",") if s) or None
