@@ -28,9 +28,10 @@ CHECKS_DIR = PROJECT_ROOT / "checks"
 #: module cannot be loaded: missing, solutions (imports the reference), import, exit
 #: (sys.exit), blocked (another stage module of the student's failed). Also memory
 #: (MemoryError) and collection (a check file that cannot be imported). ``nicelab grade``
-#: adds crashed, timeout and memory for checks a killed grading process never finished.
+#: adds crashed, timeout, memory_limit (killed at the memory limit) and not_run for checks of a
+#: grading process that was stopped or died.
 KINDS = ("passed", "skipped", "failed", "error", "not_implemented", "missing", "solutions", "import",
-         "exit", "blocked", "memory", "collection", "crashed", "timeout", "not_run")
+         "exit", "blocked", "memory", "collection", "crashed", "timeout", "memory_limit", "not_run")
 NOT_IMPLEMENTED = "Not implemented yet"
 
 
@@ -161,6 +162,8 @@ class _Collector:
         if dropped:
             config.hook.pytest_deselected(items=dropped)
             items[:] = kept
+        if self.on_event:
+            self.on_event("collected", [[item.nodeid, self.stage[item.nodeid], self.hidden] for item in kept])
 
     def pytest_runtest_logstart(self, nodeid, location):
         if self.on_event:
@@ -255,8 +258,9 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
 
     ``extra_dirs``: folders of hidden checks, run after the public ones with the same fixtures.
     ``capture``: pytest's ``--capture`` (``no`` lets a student's prints through to the process's
-    own stdout, which a batch worker caps). ``on_event("start", nodeid)`` and
-    ``on_event("result", CheckResult)`` report progress as checks start and finish.
+    own stdout, which a batch worker caps). ``on_event("collected", [[nodeid, stage, hidden],
+    ...])``, ``on_event("start", nodeid)`` and ``on_event("result", CheckResult)`` report
+    progress as checks are collected, start and finish.
     """
     from nicelab import checks_plugin
 
