@@ -49,7 +49,11 @@ def load(args: argparse.Namespace, stages: tuple[str, ...], name: str):
     data = data_mod.load(name)
     print(f"NICE ({config.num_couplings} couplings, {config.hidden_layers} x {config.hidden_units} ReLU, "
           f"{config.prior} prior) on {name} with {impl_mod.resolve(args.impl)}")
+    directory = runs.run_dir(name, config, args.impl)
+    reused = (directory / runs.WEIGHTS).exists()
     trained, directory = runs.load_or_train(modules, data, config, args.impl, verbose=not args.quiet)
+    if args.quiet:
+        print(f"{'using the trained model in' if reused else 'trained and saved a model in'} {directory}")
     out = Path(args.out) if args.out else directory / args.command
     out.mkdir(parents=True, exist_ok=True)
     return modules, data, trained, out
