@@ -1,6 +1,16 @@
 """The training driver: runs *any* implementation's ``train_step`` (a student's or the
-reference), compiled with ``tf.function`` when possible, keeps the best weights by validation
-NLL, and reports progress.
+reference), keeps the best weights by validation NLL, and reports progress.
+
+Speed: a whole epoch runs in one compiled call. The training set is handed over once as a
+tensor; every epoch the driver draws a seeded permutation, cut into ``(steps, batch)`` index
+rows, and one ``tf.function`` loops over them (a ``tf.range`` loop, i.e. a ``tf.while_loop``)
+calling ``train_step(model, prior, optimizer, x[rows[i]])`` at each step, compiled with XLA
+when it can be (``jit_compile=True``). So Python and TensorFlow meet once per epoch, not once
+per step, and the loss is read back once per epoch.
+
+Any student step still runs: when the XLA build of the epoch fails, the driver tries the plain
+``tf.function`` build, then runs the step eagerly, each time saying so in one line. The model's
+and the optimizer's variables are restored before a retry, so a failed attempt leaves no trace.
 """
 
 from __future__ import annotations
@@ -18,6 +28,16 @@ import tensorflow as tf
 from nicelab.config import TrainConfig
 from nicelab.data import Dataset
 
+#: How an epoch can run, fastest first: one XLA-compiled call, one tf.function call, eagerly.
+MODES = ("xla", "graph", "eager")
+
+#: XLA pays for its compile time (a few seconds) only on long runs of small steps: below this
+#: many steps, or above :data:`XLA_MAX_FLOPS` matmul FLOPs per step (where TensorFlow's own
+#: matmul kernels are as fast as XLA's and per-step overhead no longer matters), the driver starts
+#: with the plain tf.function build. Measured with ``nicelab bench --section 2``.
+XLA_MIN_STEPS = 3000
+XLA_MAX_FLOPS = 2e8
+
 
 class TrainingError(Exception):
     """Training cannot go on (NaN loss, a missing stage); the message says why."""
@@ -25,12 +45,17 @@ class TrainingError(Exception):
 
 @dataclass
 class History:
+    """What a training run did: per-epoch mean train NLL and validation NLL (nats per example),
+    the best epoch (0-based), wall seconds, optimizer steps, and how the steps ran."""
+
     train_nll: list[float] = field(default_factory=list)
     valid_nll: list[float] = field(default_factory=list)
     best_epoch: int = -1
     seconds: float = 0.0
     steps: int = 0
     compiled: bool = True
+    mode: str = ""  # one of MODES ("" in records of older runs)
+    epoch_seconds: list[float] = field(default_factory=list)  # each epoch's wall time, validation included
 
 
 @dataclass
@@ -41,10 +66,23 @@ class Trained:
     config: TrainConfig
 
 
-def compile_step(step: Callable, notice: Callable[[str], None] = print) -> Callable:
+def _one_line(err: BaseException) -> str:
+    """``Type: message`` on one line; of TensorFlow's "in user code: ..." stacks, the last line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if last.startswith(f"{type(err).__name__}:"):
+        last = last[len(type(err).__name__) + 1:].strip()
+    return f"{type(err).__name__}: {last[:120]}" if last else type(err).__name__
+
+
+def compile_step(step: Callable, notice: Callable[[str], None] = print,
+                 jit_compile: bool = False) -> Callable:
     """Wrap ``step(x)`` in ``tf.function``; if the first compiled call fails (a student's step
-    that uses NumPy, say), fall back to running it eagerly and say so in one line."""
-    compiled = tf.function(step)
+    that uses NumPy, say), fall back to running it eagerly and say so in one line.
+
+    The returned function has ``is_compiled()``: whether the compiled version is in use.
+    """
+    compiled = tf.function(step, jit_compile=jit_compile)
     state = {"fn": None}
 
     def run(x):
@@ -53,6 +91,8 @@ def compile_step(step: Callable, notice: Callable[[str], None] = print) -> Calla
                 result = compiled(x)
                 state["fn"] = compiled
                 return result
+            except NotImplementedError:
+                raise
             except Exception as err:  # noqa: BLE001 - any tracing failure means "run eagerly"
                 notice(f"note: train_step could not be compiled with tf.function "
                        f"({type(err).__name__}); running it eagerly, which is slower.")
@@ -63,8 +103,94 @@ def compile_step(step: Callable, notice: Callable[[str], None] = print) -> Calla
     return run
 
 
+class EpochRunner:
+    """Runs ``step`` over the rows of an index matrix: ``runner(x, rows) -> losses``.
+
+    ``x`` is the whole training set, a ``(n, D)`` float32 tensor; ``rows`` is an int32 array
+    shaped ``(steps, batch)``; step ``i`` trains on ``x[rows[i]]``. Returns the ``steps``
+    losses (each step's value, averaged if a step returns more than a scalar) as a NumPy array.
+
+    The first call picks the fastest mode of :data:`MODES` (from ``first_mode`` on) that works
+    for this ``step``; a failed attempt restores ``variables`` (the model's and the optimizer's)
+    before the next one, so nothing of it remains. ``mode`` says which mode is in use.
+    """
+
+    def __init__(self, step: Callable, variables: list, notice: Callable[[str], None] = print,
+                 first_mode: str = "xla"):
+        if first_mode not in MODES:
+            raise ValueError(f"first_mode must be one of {', '.join(MODES)}, got {first_mode!r}.")
+        self.step = step
+        self.variables = list(variables)
+        self.notice = notice
+        self.modes = list(MODES[MODES.index(first_mode):])
+        self.settled = False
+        self._fns = {"xla": tf.function(self._epoch, jit_compile=True),
+                     "graph": tf.function(self._epoch), "eager": self._eager}
+
+    @property
+    def mode(self) -> str:
+        return self.modes[0]
+
+    def _epoch(self, x, rows):
+        n = tf.shape(rows)[0]
+        losses = tf.TensorArray(tf.float32, size=n)
+        for i in tf.range(n):
+            loss = self.step(tf.gather(x, rows[i]))
+            losses = losses.write(i, tf.reduce_mean(tf.cast(loss, tf.float32)))
+        return losses.stack()
+
+    def _eager(self, x, rows):
+        return tf.stack([tf.reduce_mean(tf.cast(self.step(tf.gather(x, r)), tf.float32))
+                         for r in tf.unstack(rows)])
+
+    def __call__(self, x, rows) -> np.ndarray:
+        rows = tf.convert_to_tensor(rows, dtype=tf.int32)
+        if self.settled:
+            return self._fns[self.mode](x, rows).numpy()
+        while True:
+            snapshot = [v.numpy() for v in self.variables]
+            try:
+                losses = self._fns[self.mode](x, rows).numpy()
+                self.settled = True
+                return losses
+            except NotImplementedError:
+                raise
+            except Exception as err:  # noqa: BLE001 - any build failure means "try the next mode"
+                if self.mode == "eager":
+                    raise
+                for variable, value in zip(self.variables, snapshot, strict=True):
+                    variable.assign(value)
+                failed = self.modes.pop(0)
+                if failed == "xla":
+                    self.notice(f"note: train_step could not be compiled with XLA ({_one_line(err)}); "
+                                "using tf.function without XLA.")
+                else:
+                    self.notice(f"note: train_step could not be compiled with tf.function "
+                                f"({_one_line(err)}); running it eagerly, which is slower.")
+
+
+def step_flops(dim: int, config: TrainConfig) -> int:
+    """Matmul FLOPs of one training step of the reference architecture: 3 x the forward pass's
+    sum over every Dense layer of 2 * batch * n_in * n_out (see :mod:`nicelab.bench.throughput`)."""
+    total = 0
+    for i in range(config.num_couplings):
+        keep, change = ((dim + 1) // 2, dim // 2) if i % 2 == 0 else (dim // 2, (dim + 1) // 2)
+        sizes = [keep] + [config.hidden_units] * config.hidden_layers + [change]
+        total += sum(2 * config.batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return 3 * total
+
+
+def choose_mode(dim: int, config: TrainConfig, total_steps: int) -> str:
+    """The first mode of :data:`MODES` to try for this run: ``xla`` for long runs of small steps,
+    else ``graph``."""
+    if total_steps >= XLA_MIN_STEPS and step_flops(dim, config) <= XLA_MAX_FLOPS:
+        return "xla"
+    return "graph"
+
+
 def mean_nll(log_likelihood: Callable, x: np.ndarray, batch: int = 4096) -> float:
-    """Mean negative log-likelihood of ``x`` (nats per example), evaluated in batches."""
+    """Mean negative log-likelihood of ``x`` (nats per example), evaluated in batches:
+    -1/N sum_n log p(x_n)."""
     total = 0.0
     for start in range(0, len(x), batch):
         total += float(tf.reduce_sum(log_likelihood(x[start:start + batch])))
@@ -87,13 +213,39 @@ def _progress(epoch: int, epochs: int, train: float, valid: float, best: bool, o
     out.flush()
 
 
-def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
-          verbose: bool = True, out=None) -> Trained:
-    """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``.
+def _check_inputs(modules, data, config) -> None:
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a nicelab.config.TrainConfig, got {type(config).__name__}.")
+    if not isinstance(data, Dataset):
+        raise TypeError(f"data must be a nicelab.data.Dataset, got {type(data).__name__}.")
+    missing = [name for name in ("model", "likelihood") if name not in modules]
+    if missing:
+        raise TrainingError(f"the implementation has no {' or '.join(missing)} module to train with.")
+    for key in ("epochs", "batch_size", "num_couplings", "hidden_units", "hidden_layers"):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"config.{key} must be an integer >= 1, got {value!r}.")
+    if not config.learning_rate > 0:
+        raise ValueError(f"config.learning_rate must be positive, got {config.learning_rate!r}.")
+    if config.batch_size > len(data.train):
+        raise ValueError(f"config.batch_size = {config.batch_size} is larger than the training set "
+                         f"({len(data.train)} examples).")
 
-    Returns the model restored to its best epoch by validation NLL.
+
+def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
+          verbose: bool = True, out=None, first_mode: str | None = None) -> Trained:
+    """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``
+    by minimising the mean NLL -1/B sum_b log p(x_b) with Adam (cosine-decayed learning rate).
+
+    Each epoch visits ``len(data.train) // batch_size`` batches of a fresh seeded permutation
+    (the last partial batch is dropped), then measures the validation NLL. Returns the model
+    restored to its best epoch by validation NLL. ``first_mode`` (see :data:`MODES`) is the
+    fastest way of running an epoch to try (default: :func:`choose_mode`); the driver falls
+    back from there.
+    The same ``config.seed`` gives the same run.
     """
-    out = out or sys.stdout
+    _check_inputs(modules, data, config)
+    out = sys.stdout if out is None else out
     tf.keras.utils.set_random_seed(config.seed)
     lik = modules["likelihood"]
     model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
@@ -105,19 +257,21 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     optimizer = tf.keras.optimizers.Adam(schedule)
     optimizer.build(model.trainable_variables)
     notice = (lambda msg: print(msg, file=out)) if verbose else (lambda msg: None)
-    step = compile_step(lambda x: lik.train_step(model, prior, optimizer, x), notice)
-    evaluate = tf.function(lambda x: lik.log_likelihood(model, prior, x))
+    if first_mode is None:
+        first_mode = choose_mode(data.dim, config, total_steps)
+    runner = EpochRunner(lambda x: lik.train_step(model, prior, optimizer, x),
+                         list(model.weights) + list(optimizer.variables), notice, first_mode)
+    evaluate = tf.function(lambda x: lik.log_likelihood(model, prior, x), reduce_retracing=True)
+    x_train = tf.constant(data.train, dtype=tf.float32)
 
     history = History()
     best_weights, best_valid = None, math.inf
     rng = np.random.default_rng(config.seed)
     start = time.perf_counter()
     for epoch in range(config.epochs):
-        order = rng.permutation(len(data.train))
-        losses = []
-        for i in range(steps_per_epoch):
-            batch = data.train[order[i * config.batch_size:(i + 1) * config.batch_size]]
-            losses.append(float(step(tf.constant(batch))))
+        epoch_start = time.perf_counter()
+        order = rng.permutation(len(data.train))[:steps_per_epoch * config.batch_size]
+        losses = runner(x_train, order.reshape(steps_per_epoch, config.batch_size).astype(np.int32))
         train_nll = float(np.mean(losses))
         valid_nll = mean_nll(evaluate, data.valid)
         if not (math.isfinite(train_nll) and math.isfinite(valid_nll)):
@@ -131,6 +285,7 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
         if improved:
             best_valid, history.best_epoch = valid_nll, epoch
             best_weights = [w.numpy() for w in model.weights]
+        history.epoch_seconds.append(time.perf_counter() - epoch_start)
         if verbose:
             _progress(epoch, config.epochs, train_nll, valid_nll, improved, out)
         if config.patience and epoch - history.best_epoch >= config.patience:
@@ -138,8 +293,9 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
                 print(f"no better validation NLL for {config.patience} epochs: stopping.", file=out)
             break
     history.seconds = time.perf_counter() - start
-    history.steps = (len(history.train_nll)) * steps_per_epoch
-    history.compiled = bool(step.is_compiled())
+    history.steps = len(history.train_nll) * steps_per_epoch
+    history.mode = runner.mode
+    history.compiled = runner.mode != "eager"
     if best_weights is not None:
         model.set_weights(best_weights)
     return Trained(model, prior, history, config)
