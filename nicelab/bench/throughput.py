@@ -181,15 +181,20 @@ def build_contenders(data_name: str, hidden_units: int, with_torch: bool = True,
             skip = "PyTorch is not installed (pip install -e .[bench])"
         else:
             torch.manual_seed(0)
-            tmodel = copy_from_keras(TorchNICE(data.dim, 4, hidden_units, 3, "logistic"), fresh()[0])
-            tstep = make_train_step(tmodel, learning_rate)
             x_t = torch.from_numpy(x_np)
+            # PyTorch's own default uses every core; on a busy machine one thread can be faster:
+            # both are raced.
+            for threads in sorted({1, torch.get_num_threads()}):
+                tmodel = copy_from_keras(TorchNICE(data.dim, 4, hidden_units, 3, "logistic"), fresh()[0])
+                tstep = make_train_step(tmodel, learning_rate)
 
-            def torch_steps(rows):
-                losses = [tstep(x_t[torch.from_numpy(r.astype(np.int64))]) for r in rows]
-                float(torch.stack(losses).sum())
+                def torch_steps(rows, tstep=tstep, threads=threads):
+                    torch.set_num_threads(threads)
+                    losses = [tstep(x_t[torch.from_numpy(r.astype(np.int64))]) for r in rows]
+                    float(torch.stack(losses).sum())
 
-            contenders.append(Contender("PyTorch eager", torch_steps))
+                contenders.append(Contender(f"PyTorch eager, {threads} thread{'s' if threads > 1 else ''}",
+                                            torch_steps))
     else:
         skip = "left out (--no-torch)"
     return contenders, data, skip
