@@ -55,20 +55,25 @@ def ascent_step(model, prior, z, x, known, alpha, eps, bounds=None):
     )
 
 
-#: Compiled steps per model, reused across calls: (prior, bounds, step) triples.
+#: Compiled steps per model, reused across calls (any batch size, any bounds): (prior, step) pairs.
 _COMPILED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def make_step(model, prior, x, known, bounds=None):
-    """``step(z, alpha, eps)``: ``ascent_step`` for this model, data and mask, compiled with
-    tf.function once per (model, prior, bounds) and reused (run eagerly if it cannot be compiled)."""
-    cached = _COMPILED.setdefault(model, [])
-    compiled = next((fn for p, b, fn in cached if p is prior and b == bounds), None)
-    if compiled is None:
-        def eager(z, x, known, alpha, eps):
-            return ascent_step(model, prior, z, x, known, alpha, eps, bounds)
+    """``step(z, alpha, eps)``: ``ascent_step`` for this model, data, mask and bounds.
 
-        traced = tf.function(eager, reduce_retracing=True)
+    Compiled with tf.function once per (model, prior) for every batch size and box (bounds
+    None becomes the box (-inf, inf), where clipping changes nothing); run eagerly, if it
+    cannot be compiled (NumPy inside the step, say)."""
+    cached = _COMPILED.setdefault(model, [])
+    compiled = next((fn for p, fn in cached if p is prior), None)
+    if compiled is None:
+        def eager(z, x, known, alpha, eps, low, high):
+            return ascent_step(model, prior, z, x, known, alpha, eps, (low, high))
+
+        matrix, mask = (tf.TensorSpec([None, x.shape[1]], dtype) for dtype in (tf.float32, tf.bool))
+        scalar = tf.TensorSpec([], tf.float32)
+        traced = tf.function(eager, input_signature=[matrix, matrix, mask, scalar, matrix, scalar, scalar])
         state = {"fn": traced}
 
         def compiled(*args):
@@ -79,11 +84,13 @@ def make_step(model, prior, x, known, bounds=None):
                     state["fn"] = eager
             return state["fn"](*args)
 
-        cached.append((prior, bounds, compiled))
+        cached.append((prior, compiled))
+    low, high = (-np.inf, np.inf) if bounds is None else bounds
+    low, high = tf.constant(low, tf.float32), tf.constant(high, tf.float32)
 
     def step(z, alpha, eps):
         return compiled(tf.convert_to_tensor(z, tf.float32), x, known, tf.constant(alpha, tf.float32),
-                        tf.convert_to_tensor(eps, tf.float32))
+                        tf.convert_to_tensor(eps, tf.float32), low, high)
 
     return step
 
