@@ -16,6 +16,7 @@ which one was running and which never started.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import resource
@@ -26,12 +27,22 @@ import time
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit at once when the batch that started this process is gone (killed, crashed): a
-    hanging submission must not outlive its grader."""
+    """Exit when the batch that started this process is gone (killed, crashed): a hanging
+    submission must not outlive its grader (a backstop for PR_SET_PDEATHSIG)."""
     while True:
         time.sleep(0.5)
         if os.getppid() != parent:
             os._exit(70)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when the thread that started it ends (prctl
+    PR_SET_PDEATHSIG): no Python code, hence no lock, is needed for that to happen."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watchdog thread remains
 
 
 def set_limits(memory_mb: int, file_mb: int) -> None:
@@ -61,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
-    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:
+        os._exit(70)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
     events = open(args.events, "a", buffering=1)  # noqa: SIM115 - open for the whole run
 
