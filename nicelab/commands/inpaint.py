@@ -32,8 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "MNIST 100, parabola 2000)")
     parser.add_argument("--show", type=int, default=8, help="examples per mask kind in the figure")
     parser.add_argument("--steps", type=int, default=300, help="ascent steps (default 300)")
-    parser.add_argument("--step-size", type=float, default=0.1,
-                        help="alpha_0 of alpha_i = step_size * 100 / (100 + i); 0.1 is the paper's")
+    parser.add_argument("--step-size", type=float,
+                        help="alpha_0 of alpha_i = step_size * 100 / (100 + i); default 0.1, the paper's, "
+                             "for images; 0.03 for the parabola (raw units: its gradients reach ~100)")
     parser.add_argument("--noise", type=float, default=0.0, help="scale of the paper's Gaussian term")
     add_model_arguments(parser)
 
@@ -64,7 +65,7 @@ def make_masks(kind: str, n: int, dim: int, image_shape, rng):
     return np.broadcast_to(~hidden.ravel(), (n, dim)).copy()
 
 
-def inpaint_all(modules, trained, data, masks, n: int, args, seed: int = 0) -> dict:
+def inpaint_all(modules, trained, data, masks, n: int, args, step_size: float, seed: int = 0) -> dict:
     """Run the implementation's inpaint once on every mask kind stacked; return the arrays."""
     import numpy as np
 
@@ -81,10 +82,14 @@ def inpaint_all(modules, trained, data, masks, n: int, args, seed: int = 0) -> d
         start = np.where(known, stacked, random_fill)
     start = start.astype(np.float32)
     result = modules["inpainting"].inpaint(trained.model, trained.prior, start, known, steps=args.steps,
-                                           step_size=args.step_size, noise=args.noise,
+                                           step_size=step_size, noise=args.noise,
                                            bounds=data.bounds, seed=seed)
+    result = np.asarray(result, dtype=np.float32)
+    if not np.all(np.isfinite(result)):
+        raise ValueError(f"inpainting diverged (NaN or infinite values) with step size {step_size}: "
+                         "lower --step-size (or give the data bounds).")
     return {"truth": stacked, "known": known, "start": start,
-            "mean_fill": np.where(known, stacked, mean_fill), "result": np.asarray(result, dtype=np.float32)}
+            "mean_fill": np.where(known, stacked, mean_fill), "result": result}
 
 
 def summarize(arrays: dict, masks, n: int, log_lik) -> list[dict]:
@@ -120,9 +125,14 @@ def run(args: argparse.Namespace) -> int:
     modules, data, trained, out = stagerun.load(args, ("inpainting",), name)
     default_n = {"parabola": 2000, "digits": len(data.test)}.get(name, 100)
     n = min(len(data.test), check_positive_int(args.examples or default_n, "--examples"))
+    step_size = args.step_size
+    if step_size is None:
+        step_size = 0.1 if data.image_shape is not None else 0.03
+    if not step_size > 0:
+        raise ValueError(f"--step-size must be positive, got {step_size}.")
     print(f"inpainting {n} test examples per mask kind ({len(masks)} kinds), {args.steps} steps, "
-          f"step size {args.step_size} (alpha_i = {args.step_size} * 100 / (100 + i)), noise {args.noise}")
-    arrays = inpaint_all(modules, trained, data, masks, n, args)
+          f"step size {step_size} (alpha_i = {step_size} * 100 / (100 + i)), noise {args.noise}")
+    arrays = inpaint_all(modules, trained, data, masks, n, args, step_size)
     rows = summarize(arrays, masks, n, lambda x: stagerun.log_likelihoods(modules, trained, x))
     stagerun.print_table(
         ("mask", "hidden", "MSE inpainted", "MSE mean fill", "ratio", "log-lik before", "after", "truth"),
@@ -136,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     figures = [stageplots.inpainting_figure(arrays, masks, n, data, out / "inpainting.png", show=args.show),
                stageplots.inpainting_errors(rows, out / "inpainting_mse.png")]
     summary = {"data": name, "impl": str(args.impl), "examples_per_mask": n, "steps": args.steps,
-               "step_size": args.step_size, "noise": args.noise, "start": start_note, "masks": rows}
+               "step_size": step_size, "noise": args.noise, "start": start_note, "masks": rows}
     (out / "inpainting.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {len(figures)} figures and inpainting.json in {out}:")
     for figure in figures:
