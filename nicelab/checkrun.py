@@ -277,8 +277,9 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
         extra = Path(extra).resolve()
         if not extra.is_dir():
             raise ValueError(f"the extra checks folder {extra} does not exist.")
+        ini = PROJECT_ROOT / "pyproject.toml"  # the project's pytest settings (warning filters)
         runs.append(([str(extra), "-p", "nicelab.checks_plugin", "--import-mode=importlib",
-                      "-c", str(PROJECT_ROOT / "pyproject.toml"), "--rootdir", str(extra.parent)], True))
+                      *(["-c", str(ini)] if ini.exists() else []), "--rootdir", str(extra.parent)], True))
     for args, hidden in runs:
         checks_plugin.LOADS.clear()
         collector = _Collector(stages, hidden, on_event)
