@@ -32,6 +32,7 @@ PARABOLA_LEVELS = {"noise": (0.25, 0.5, 1.0, 2.0, 4.0)}
 #: The level of each kind shown in the histograms and the ROC / precision-recall curves.
 SHOWN = {"noise": 0.05, "rotate": 15, "contrast": 0.4, "morph": 0.4}
 TYPICALITY_BATCH = 10
+BATCH_SWEEP = (1, 5, 10, 25, 50)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -92,7 +93,23 @@ def typicality(ll_valid, ll_test, ll_failure, rate, batch, seed=0) -> dict:
         "two_sided_single_detection": float(np.mean(np.abs(-np.asarray(ll_failure) - entropy) > single_eps)),
         "two_sided_single_false_alarms": float(np.mean(np.abs(-np.asarray(ll_test) - entropy) > single_eps)),
         "_stats": (valid_stats, clean_stats, failure_stats),
+        "by_batch_size": [sweep(ll_valid, ll_test, ll_failure, entropy, rate, m, seed)
+                          for m in BATCH_SWEEP if m <= len(ll_valid) // 2 and m <= len(ll_failure) // 2],
     }
+
+
+def sweep(ll_valid, ll_test, ll_failure, entropy, rate, m, seed=0) -> dict:
+    """The two-sided typicality test on batches of ``m`` (epsilon from validation batches):
+    the fraction of failure-case batches detected and of clean test batches flagged."""
+    import numpy as np
+
+    from nicelab.corruptions import typicality_scores
+
+    valid = typicality_scores(ll_valid, entropy, m, seed, 2000)
+    epsilon = float(np.quantile(valid, 1 - rate))
+    return {"batch_size": m, "epsilon": epsilon,
+            "detection": float(np.mean(typicality_scores(ll_failure, entropy, m, seed + 2, 2000) > epsilon)),
+            "false_alarms": float(np.mean(typicality_scores(ll_test, entropy, m, seed + 1, 2000) > epsilon))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,6 +186,11 @@ def run(args: argparse.Namespace) -> int:
               f"examples: "
               f"{remedy['two_sided_single_detection']:.1%} detected, "
               f"{remedy['two_sided_single_false_alarms']:.1%} false alarms")
+        print("the typicality test's power grows with the batch size (epsilon from validation batches):")
+        stagerun.print_table(("batch size", "detected", "clean batches flagged"),
+                             [(r["batch_size"], r["detection"], r["false_alarms"])
+                              for r in remedy["by_batch_size"]],
+                             ("d", ".1%", ".1%"))
         summary["failure_case"] = {"kind": worst["kind"], "level": worst["level"], **remedy}
         figures.append(stageplots.typicality_figure(ll_test, ll_fail, label, tau, valid_stats, clean_stats,
                                                     failure_stats, remedy["epsilon"], batch,
