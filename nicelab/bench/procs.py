@@ -1,5 +1,5 @@
 """Sections 1 and 4 of the bench: commands run as subprocesses, with their wall time and peak
-resident memory (``ru_maxrss`` of that very child, from ``os.wait4``).
+resident memory (``ru_maxrss`` of that very command, see :data:`LAUNCHER`).
 
 * the check suite, ``python -m pytest checks --impl solutions``, whole and stage by stage, from a
   cold cache of trained fixtures (``NICELAB_CACHE`` pointed at an empty folder), then warm;
@@ -46,30 +46,40 @@ class ProcResult:
         return int(match.group(1)) if match else 0
 
 
+#: A small launcher between the bench and the measured command. Linux carries a process's peak
+#: RSS across ``exec``, so a child forked straight from the bench (TensorFlow loaded: hundreds of
+#: MiB) would report at least the bench's size. The launcher is a fresh small process; its child's
+#: peak is the command's own (plus at most the launcher's few MiB).
+LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
+
+
 def run_measured(command: list[str], env: dict[str, str] | None = None,
                  cwd: Path = PROJECT_ROOT, timeout: float = 1800) -> ProcResult:
-    """Run ``command``; wall time and the child's own peak resident set size (``os.wait4``)."""
+    """Run ``command``; its wall time and its own peak resident set size (through :data:`LAUNCHER`)."""
     full_env = {**os.environ, **(env or {})}
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as log:
-        proc = subprocess.Popen(command, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                proc.kill()
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.05)
+    with tempfile.TemporaryDirectory(prefix="nicelab-bench-proc-") as tmp:
+        report = Path(tmp) / "maxrss"
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *command], cwd=cwd,
+                                  env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, timeout=timeout)
+            returncode, output = proc.returncode, proc.stdout
+        except subprocess.TimeoutExpired as err:
+            returncode = -9
+            output = (err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or "")
+            output += f"\ntimed out after {timeout:.0f} s"
         seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        log.seek(0)
-        output = log.read()
+        maxrss = float(report.read_text()) if report.exists() else float("nan")
     # ru_maxrss is in KiB on Linux (bytes on macOS).
-    peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
-    return ProcResult(command, proc.returncode, seconds, peak, output)
+    peak = maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return ProcResult(command, returncode, seconds, peak, output)
 
 
 def pytest_command(stage: str | None = None) -> list[str]:

@@ -103,9 +103,31 @@ def model_matmul_shapes(dim: int, num_couplings: int, hidden_units: int, hidden_
     return tuple(dict.fromkeys(shapes))
 
 
+def matmul_probe(n: int = 1024, flops: float = 2e9) -> tuple[Callable[[], None], float]:
+    """A compiled loop of ``(n, n) @ (n, n)`` products worth about ``flops`` FLOPs, to race beside
+    the training loops (so the compute limit sees the same machine load they see). Returns the
+    callable and its exact FLOPs."""
+    import tensorflow as tf
+
+    reps = max(1, int(flops / (2 * n ** 3)))
+    rng = np.random.default_rng(0)
+    a = tf.constant(rng.standard_normal((n, n)), tf.float32)
+    b = tf.constant(rng.standard_normal((n, n)), tf.float32)
+
+    @tf.function
+    def loop(a, b):
+        acc = tf.zeros((), tf.float32)
+        for _ in tf.range(reps):
+            acc += tf.matmul(a + 1e-12 * acc, b)[0, 0]
+        return acc
+
+    return (lambda: loop(a, b).numpy()), float(2 * n ** 3 * reps)
+
+
 @dataclass
 class Contender:
-    """One way of training: ``run(rows)`` does ``len(rows)`` steps (returns nothing)."""
+    """One way of training: ``run(rows)`` does ``len(rows)`` steps (returns nothing).
+    ``steps`` is how many steps one call makes (for the matmul probe: its FLOPs)."""
 
     name: str
     run: Callable[[np.ndarray], None]
@@ -124,7 +146,7 @@ def race(contenders: list[Contender], rows: np.ndarray, rounds: int) -> None:
             start = time.perf_counter()
             c.run(rows)
             c.seconds.append(time.perf_counter() - start)
-            c.steps = len(rows)
+            c.steps = c.steps or len(rows)
 
 
 def steps_per_second(c: Contender) -> float:
