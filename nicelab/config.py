@@ -23,8 +23,10 @@ class TrainConfig:
 #: Default training settings per data set (``nicelab train`` options override them).
 PRESETS: dict[str, TrainConfig] = {
     "parabola": TrainConfig(epochs=100, learning_rate=3e-3, prior="gaussian"),
-    "digits": TrainConfig(epochs=150, batch_size=128, learning_rate=1e-3, hidden_units=256,
-                          prior="logistic", patience=30),
+    # 1258 training images: overfitting is the enemy. Small nets, small batches, early stopping
+    # (chosen on the validation set with `nicelab bench --section 3`; see docs/benchmarks.md).
+    "digits": TrainConfig(epochs=80, batch_size=32, learning_rate=3e-3, hidden_units=128,
+                          hidden_layers=2, prior="logistic", patience=30),
     "mnist": TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3, hidden_units=256,
                          hidden_layers=4, prior="logistic", patience=5),
     "fashion_mnist": TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3,

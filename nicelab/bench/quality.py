@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: The GaussianMixture grid searched on the validation set.
-GMM_COMPONENTS = (1, 2, 4, 8, 16, 32)
+GMM_COMPONENTS = (1, 2, 4, 8, 16, 32, 64)
 GMM_COVARIANCES = ("full", "tied", "diag", "spherical")
 #: The NICE paper's MNIST test log-likelihood (table 2), nats per image.
 PAPER_MNIST = 1980.50
