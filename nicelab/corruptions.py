@@ -13,7 +13,6 @@ float32 arrays of the same shape. ``level`` means:
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 
@@ -75,18 +74,19 @@ def photo_patches(shape: tuple[int, int], n: int = 2000, seed: int = 0) -> np.nd
     return patches
 
 
-def morph_targets(dim: int) -> tuple[np.ndarray, str]:
+def morph_targets(dim: int, data_name: str | None = None) -> tuple[np.ndarray, str]:
     """The images morphing heads towards for data of dimension ``dim``, and their name.
 
-    D = 784 (MNIST): Fashion-MNIST's test images when Keras' cached copy is present (and
-    MNIST's, for Fashion-MNIST); otherwise, and for every other size, photo patches.
+    D = 784: the test images of the other one of MNIST / Fashion-MNIST (``data_name`` is the
+    data being corrupted; None: Fashion-MNIST first) when Keras' cached copy is present;
+    otherwise, and for every other size (digits), photo patches.
     """
     shape = image_shape_of(dim)
     if dim == 784:
         from nicelab import mnist
 
         for name in ("fashion_mnist", "mnist"):
-            if os.environ.get("NICELAB_MORPH_SKIP") == name:
+            if name == data_name:
                 continue
             try:
                 return mnist.raw_images(name, "test") / 255.0, name

@@ -124,3 +124,14 @@ def test_train_inpaint_outliers_end_to_end(keras_home, tmp_path, monkeypatch, ca
     summary = json.loads((out / "outliers.json").read_text())
     assert summary["morph_targets"] == "fashion_mnist"  # morphing towards Fashion-MNIST when present
     assert (out / "outliers_roc.png").exists()
+
+
+def test_morph_targets_are_the_other_image_set(keras_home):
+    from nicelab.corruptions import morph_targets
+
+    assert morph_targets(784, "mnist")[1] == "photo patches"  # nothing cached: offline fallback
+    mnist.write_fake("mnist", keras_home, n_train=12, n_test=6)
+    mnist.write_fake("fashion_mnist", keras_home, n_train=12, n_test=5)
+    targets, name = morph_targets(784, "mnist")
+    assert name == "fashion_mnist" and targets.shape == (5, 784) and 0 <= targets.min() <= targets.max() <= 1
+    assert morph_targets(784, "fashion_mnist")[1] == "mnist"

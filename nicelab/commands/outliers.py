@@ -140,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
     false_alarms = float(np.mean(np.asarray(stage.flag_outliers(ll_test, tau))))
     print(f"threshold tau = {tau:.2f} nats: the {args.rate:.0%} quantile of {len(ll_valid)} validation "
           f"log-likelihoods; it flags {false_alarms:.1%} of {n} clean test examples (false alarms)")
-    targets, target_name = (corruptions.morph_targets(data.dim) if "morph" in kinds else (None, None))
+    targets, target_name = (corruptions.morph_targets(data.dim, name) if "morph" in kinds else (None, None))
     if target_name:
         print(f"morph targets: {target_name}")
     rows, shown, lls = [], {}, {}
