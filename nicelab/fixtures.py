@@ -3,10 +3,10 @@
 Stages 4 and 5 are graded on top of the reference stages 1-3, so the model they need is the
 same for every student: ``trained_reference("digits")`` trains it once with a small, seeded,
 fast config and caches its weights under ``.nicelab-cache/`` in the project (or
-``$NICELAB_CACHE``). The cache key hashes the reference sources of stages 1-3, the config, the
-data name and the TensorFlow version, so a changed reference never reuses a stale model. A
-cold cache (a fresh clone) just trains again; the files are written atomically, so parallel
-runs cannot read half a file.
+``$NICELAB_CACHE``). The cache key hashes the reference sources of stages 1-3, nicelab's data
+and training modules, the config, the data name and the TensorFlow version, so a changed
+reference never reuses a stale model. A cold cache (a fresh clone) just trains again; the
+files are written atomically, so parallel runs cannot read half a file.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def cache_key(data_name: str, config: TrainConfig) -> str:
     digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
     for stage in TRAINED_STAGES:
         digest.update((REFERENCE / f"{stage}.py").read_bytes())
+    for module in ("data.py", "training.py"):  # the splits and the training loop
+        digest.update((PROJECT_ROOT / "nicelab" / module).read_bytes())
     return digest.hexdigest()[:16]
 
 
