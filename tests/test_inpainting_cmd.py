@@ -116,3 +116,44 @@ def test_inpaint_accepts_int_masks_and_zero_steps(flow):
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     result = inpaint(*flow, x, np.ones((3, 4), int), steps=0)
     assert result.dtype == np.float32 and np.array_equal(result, x)
+
+
+# --- the checks' cached reference models (nicelab.fixtures) ------------------------------------
+
+def test_fixture_cache_key_and_folder(monkeypatch, tmp_path):
+    import dataclasses
+
+    from nicelab import fixtures
+
+    monkeypatch.setenv(fixtures.ENV_VAR, str(tmp_path))
+    assert fixtures.cache_dir() == tmp_path
+    config = fixtures.CONFIGS["parabola"]
+    key = fixtures.cache_key("parabola", config)
+    assert key == fixtures.cache_key("parabola", config)
+    assert key != fixtures.cache_key("digits", config)
+    assert key != fixtures.cache_key("parabola", dataclasses.replace(config, epochs=config.epochs + 1))
+    with pytest.raises(ValueError, match="no check fixture"):
+        fixtures.trained_reference("mnist")
+
+
+@pytest.mark.slow
+def test_fixture_trains_once_then_loads_the_same_weights(monkeypatch, tmp_path):
+    import dataclasses
+
+    from nicelab import fixtures
+
+    monkeypatch.setenv(fixtures.ENV_VAR, str(tmp_path))
+    quick = dataclasses.replace(fixtures.CONFIGS["parabola"], epochs=1)
+    monkeypatch.setitem(fixtures.CONFIGS, "parabola", quick)
+    fixtures.trained_reference.cache_clear()
+    try:
+        model, _, _ = fixtures.trained_reference("parabola")
+        files = list(tmp_path.glob("parabola-*.npz"))
+        assert len(files) == 1
+        fixtures.trained_reference.cache_clear()
+        again, _, _ = fixtures.trained_reference("parabola")
+        assert again is not model
+        for a, b in zip(model.weights, again.weights, strict=True):
+            assert np.array_equal(a.numpy(), b.numpy())
+    finally:
+        fixtures.trained_reference.cache_clear()
