@@ -270,7 +270,8 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
     scratch.mkdir()
     command = [sys.executable, "-m", "nicelab.grading.worker", str(impl), str(events),
                "--stages", ",".join(stages), "--threads", str(threads),
-               "--memory-mb", str(limits.memory_mb), "--file-mb", str(limits.file_mb)]
+               "--memory-mb", str(limits.memory_mb), "--file-mb", str(limits.file_mb),
+               "--parent", str(os.getpid())]
     for extra in extra_dirs:
         command += ["--extra-checks", extra]
     env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}

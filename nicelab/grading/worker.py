@@ -69,12 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--file-mb", type=int, default=0)
+    parser.add_argument("--parent", type=int, default=0, help="the pid of the batch that started it")
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
-    parent = os.getppid()
+    parent = args.parent or os.getppid()
     _die_with_parent()
-    if os.getppid() != parent:
+    if os.getppid() != parent:  # the batch died before prctl took effect
         os._exit(70)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
