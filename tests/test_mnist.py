@@ -111,6 +111,7 @@ def test_train_inpaint_outliers_end_to_end(keras_home, tmp_path, monkeypatch, ca
     assert "bits per dimension" in printed and "nats per image" in printed
     result = json.loads(next((tmp_path / "runs" / "mnist").glob("*/result.json")).read_text())
     assert np.isfinite(result["test_log_likelihood"]) and np.isfinite(result["bits_per_dim"])
+    assert abs(result["bits_per_dim"] - mnist.bits_per_dim(result["test_log_likelihood"])) < 1e-9
 
     out = tmp_path / "inpaint"
     assert cli.main(["inpaint", "mnist", *TINY, "--examples", "3", "--steps", "3", "--masks", "top",
