@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kinds", nargs="+", metavar="KIND",
                         help="corruption kinds (default: noise, and rotate, contrast, morph for images)")
     parser.add_argument("--examples", type=int, help="test examples (default: all; MNIST 2000)")
-    parser.add_argument("--batch", type=int, default=TYPICALITY_BATCH,
+    parser.add_argument("--typicality-batch", type=int, default=TYPICALITY_BATCH,
                         help="batch size of the typicality test (default 10)")
     add_model_arguments(parser)
 
@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         check_choice(kind, tuple(levels), f"corruption kind for {name}")
     if not 0 < args.rate < 1:
         raise ValueError(f"--rate must be a fraction strictly between 0 and 1, got {args.rate}.")
-    batch = check_positive_int(args.batch, "--batch", minimum=2)
+    batch = check_positive_int(args.typicality_batch, "--typicality-batch", minimum=2)
     modules, data, trained, out = stagerun.load(args, ("outliers",), name)
     stage = modules["outliers"]
     n = min(len(data.test), check_positive_int(args.examples or (2000 if "mnist" in name else len(data.test)),
