@@ -85,7 +85,8 @@ def _trained_figures(name: str, out: Path, args: argparse.Namespace) -> list[Pat
 
 
 def _stage_figures(command: str, folder: str, docs: Path) -> list[Path]:
-    """Run ``nicelab COMMAND digits --impl solutions`` and copy its PNGs to docs/figures/FOLDER."""
+    """Run ``nicelab COMMAND digits --impl solutions`` and copy its PNGs (and its JSON summary,
+    whose numbers the stage page quotes) to docs/figures/FOLDER."""
     from nicelab import cli
 
     target = docs / "figures" / folder
@@ -103,6 +104,8 @@ def _stage_figures(command: str, folder: str, docs: Path) -> list[Path]:
         for png in pngs:
             name = "-".join(png.relative_to(tmp).parts)
             copied.append(Path(shutil.copy2(png, target / name)))
+        for table in sorted(Path(tmp).glob("*.json")):  # the numbers the stage page quotes
+            shutil.copy2(table, target / table.name)
     return copied
 
 
