@@ -87,14 +87,32 @@ def flow_stages(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     return stages
 
 
+#: Captions of the figures ``nicelab inpaint`` and ``nicelab outliers`` write, by file name;
+#: any other figure is captioned by its file name.
+CAPTIONS = {
+    "inpainting.png": "Inpainted test digits, one block per mask kind: originals, masked (hidden "
+                      "pixels in red), inpainted",
+    "inpainting_mse.png": "Squared error of the hidden pixels per mask kind: inpainted against "
+                          "the mean training image",
+    "outliers_histograms.png": "Log-likelihoods of clean and corrupted test digits, one level per "
+                               "kind, with the threshold",
+    "outliers_levels.png": "Precision and recall of the detector against the corruption level, "
+                           "per kind",
+    "outliers_roc.png": "ROC and precision-recall curves, one level per kind",
+    "outliers_typicality.png": "The failure case: corrupted digits more likely than clean ones, "
+                               "and the two-sided typicality test on batches",
+}
+
+
 def gallery(images: Sequence[Path], page_dir: Path, empty: str) -> str:
     """Markdown showing ``images`` (paths relative to the docs folder are computed from
-    ``page_dir``), one figure each, captioned by its file name; ``empty`` when there are none."""
+    ``page_dir``), one figure each, captioned from :data:`CAPTIONS` or by its file name;
+    ``empty`` when there are none."""
     if not images:
         return empty.rstrip() + "\n"
     blocks = []
     for image in sorted(images):
-        title = image.stem.replace("_", " ").replace("-", " ")
+        title = CAPTIONS.get(image.name) or image.stem.replace("_", " ").replace("-", " ")
         rel = Path(*([".."] * len(page_dir.parts))) / image
         blocks.append(f'<figure markdown="span">\n  ![{title}]({rel.as_posix()})\n'
                       f'  <figcaption markdown="span">{title} (<code>{image.name}</code>)'
