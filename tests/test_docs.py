@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import html.parser
+import json
 import os
 import shutil
 import subprocess
@@ -278,3 +279,42 @@ def test_figures_command_is_registered_and_light():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def _percent(value: float) -> str:
+    return f"{value:.1%}".replace("%", " %")
+
+
+def test_stage_pages_quote_the_numbers_nicelab_figures_wrote():
+    """The numbers in the text of the stage 4 and 5 pages are those of the JSON summaries that
+    ``nicelab figures`` copied beside the figures: rerunning it and not the text fails here."""
+    figures = ROOT / "docs" / "figures"
+    inpainting, outliers = figures / "inpainting" / "inpainting.json", figures / "outliers" / "outliers.json"
+    if not (inpainting.is_file() and outliers.is_file()):
+        pytest.skip("no stage 4-5 summaries under docs/figures (run `nicelab figures`)")
+    page = " ".join((ROOT / "docs" / "lessons" / "4-inpainting.md").read_text().split())
+    summary = json.loads(inpainting.read_text())
+    for row in summary["masks"]:
+        cells = (f"| {row['mask']} | {row['hidden_fraction']:.0%} | ".replace("%", " %")
+                 + f"{row['mse_inpainted']:.4f} | {row['mse_mean_fill']:.4f} | "
+                 f"{row['mse_inpainted'] / row['mse_mean_fill']:.2f} | {row['log_lik_before']:.2f} | "
+                 f"{row['log_lik_after']:.2f} | {row['log_lik_truth']:.2f} |")
+        assert cells in page, f"4-inpainting.md: no table row {cells}"
+    assert f"**{summary['step_size']:g}**, the one chosen" in page
+    page = " ".join((ROOT / "docs" / "lessons" / "5-outliers.md").read_text().split())
+    summary = json.loads(outliers.read_text())
+    assert f"$\\tau = {summary['threshold']:.2f}$ nats" in page
+    assert f"clean test digits (mean log-likelihood {summary['clean_mean_log_lik']:.2f} nats)" in page
+    case = summary["failure_case"]
+    assert case is not None, "outliers.json has no failure case, but 5-outliers.md describes one"
+    row = next(r for r in summary["rows"] if (r["kind"], r["level"]) == (case["kind"], case["level"]))
+    assert (f"{case['kind']} {case['level']:g} has a mean log-likelihood of {row['mean_log_lik']:.2f} nats"
+            in page)
+    assert f"AUROC {row['auroc']:.3f}" in page
+    assert f"$\\hat H = {case['entropy_estimate']:.2f}$" in page
+    assert f"$\\epsilon = {case['epsilon']:.2f}$ nats" in page
+    assert f"**{_percent(case['two_sided_batch_detection'])}**" in page
+    for sweep in case["by_batch_size"]:
+        detected, flagged = _percent(sweep["detection"]), _percent(sweep["false_alarms"])
+        cells = f"| {sweep['batch_size']} | {detected} | {flagged} |"
+        assert cells in page, f"5-outliers.md: no batch-size row {cells}"
