@@ -6,7 +6,6 @@ import contextlib
 import os
 import sys
 
-
 _ready = False
 
 
