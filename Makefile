@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test checks grade docs serve figures stubs bench lint clean
+.PHONY: run test checks grade docs serve fixtures figures stubs bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ grade: $(STAMP)
 
 stubs: $(STAMP)  ## regenerate lessons/ from the marked blocks in solutions/ (never overwrites your edits)
 	$(BIN)/nicelab stubs
+
+fixtures: $(STAMP)  ## the reference models the stage 4-5 checks use, shipped in nicelab/pretrained/
+	$(BIN)/python -m nicelab.fixtures
 
 figures: $(STAMP)  ## the docs' figures, from the reference, deterministically
 	$(BIN)/nicelab figures
