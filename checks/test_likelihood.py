@@ -27,7 +27,7 @@ tfd, tfb = tfp.distributions, tfp.bijectors
 DIM = 4
 SMALL = {"hidden_units": 16, "hidden_layers": 2}
 #: The short training run of these checks, and how close to the entropy it must end.
-TRAIN = {"steps": 1000, "batch": 256, "lr": 1e-2, "hidden_units": 32, "hidden_layers": 2}
+TRAIN = {"steps": 700, "batch": 256, "lr": 1e-2, "hidden_units": 32, "hidden_layers": 2}
 ENTROPY_BAR = 0.15
 
 
