@@ -19,10 +19,10 @@ import os
 import tempfile
 from pathlib import Path
 
+from nicelab.cache import ENV_VAR, cache_dir  # noqa: F401 - ENV_VAR re-exported
 from nicelab.config import TrainConfig
 from nicelab.impl import PROJECT_ROOT
 
-ENV_VAR = "NICELAB_CACHE"
 REFERENCE = PROJECT_ROOT / "solutions"
 TRAINED_STAGES = ("coupling", "model", "likelihood")
 
@@ -33,11 +33,6 @@ CONFIGS: dict[str, TrainConfig] = {
     "digits": TrainConfig(epochs=40, batch_size=64, learning_rate=2e-3, hidden_units=128,
                           hidden_layers=2, prior="logistic", seed=1),
 }
-
-
-def cache_dir() -> Path:
-    """``$NICELAB_CACHE`` if set, else ``.nicelab-cache/`` in the project root."""
-    return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / ".nicelab-cache")
 
 
 def cache_key(data_name: str, config: TrainConfig) -> str:
