@@ -35,6 +35,7 @@ class Dataset:
     entropy: float | None = None  # exact differential entropy, when known
     bounds: tuple[float, float] | None = None  # the box the data lives in, when bounded
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # split -> class labels
+    levels: int | None = None  # for dequantized data: how many discrete levels per dimension
 
     @property
     def dim(self) -> int:
@@ -53,6 +54,13 @@ def parabola(n: int, seed: int | None = None) -> np.ndarray:
 def dequantize(levels: np.ndarray, num_levels: int, rng: np.random.Generator) -> np.ndarray:
     """Integer levels 0..num_levels-1 -> (level + u) / num_levels in [0, 1], u ~ U(0, 1)."""
     return ((levels + rng.uniform(size=levels.shape)) / num_levels).astype(np.float32)
+
+
+def bits_per_dim(log_likelihood: float, dim: int, levels: int) -> float:
+    """Bits per dimension of dequantized data in the usual convention: the continuous density
+    on [0, 1]^D, rescaled to the discrete grid of ``levels`` values per dimension,
+    (-log p(x) + D log(levels)) / (D log 2); log2(levels) means no better than uniform."""
+    return (-log_likelihood + dim * math.log(levels)) / (dim * math.log(2.0))
 
 
 def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
@@ -86,7 +94,7 @@ def load_digits() -> Dataset:
     x = dequantize(levels, 17, np.random.default_rng(DATA_SEED))
     train, valid, test = split_indices(len(x), (0.70, 0.15), DATA_SEED)
     return Dataset(
-        "digits", x[train], x[valid], x[test], image_shape=(8, 8), bounds=(0.0, 1.0),
+        "digits", x[train], x[valid], x[test], image_shape=(8, 8), bounds=(0.0, 1.0), levels=17,
         labels={"train": labels[train], "valid": labels[valid], "test": labels[test]},
     )
 

@@ -139,7 +139,9 @@ def load(name: str, valid_size: int = VALID_SIZE) -> Dataset:
 def bits_per_dim(log_likelihood_nats: float, dim: int = 784) -> float:
     """Bits per dimension of the discrete pixels 0..255, from a log-likelihood in nats per image
     on the [0, 1] scale: (-log p + D log 256) / (D log 2) (the paper's 1980.50 -> about 4.36)."""
-    return (-log_likelihood_nats + dim * np.log(256.0)) / (dim * np.log(2.0))
+    from nicelab.data import bits_per_dim as discrete_bits_per_dim
+
+    return discrete_bits_per_dim(log_likelihood_nats, dim, 256)
 
 
 def write_fake(name: str, keras_home: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:

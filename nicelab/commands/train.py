@@ -84,11 +84,13 @@ def report(trained, modules, data) -> dict:
         print(f"exact entropy: {data.entropy:.4f} nats; gap: {result['gap']:+.4f} nats")
     if data.image_shape is not None:
         result["test_log_likelihood"] = -nll
-        result["bits_per_dim"] = nll / (data.dim * np.log(2.0))
-        if data.name in ("mnist", "fashion_mnist"):  # the papers' convention: discrete pixels 0..255
-            from nicelab.mnist import bits_per_dim
+        levels = data.levels or (256 if data.name in ("mnist", "fashion_mnist") else None)
+        if levels:  # the papers' convention: bits per dimension of the discrete pixel levels
+            from nicelab.data import bits_per_dim
 
-            result["bits_per_dim"] = bits_per_dim(-nll, data.dim)
+            result["bits_per_dim"] = bits_per_dim(-nll, data.dim, levels)
+        else:
+            result["bits_per_dim"] = nll / (data.dim * np.log(2.0))
         print(f"test log-likelihood: {-nll:.2f} nats per image, "
               f"{result['bits_per_dim']:.3f} bits per dimension")
     return result
