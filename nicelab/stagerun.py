@@ -11,12 +11,15 @@ import argparse
 from pathlib import Path
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+def add_model_arguments(parser: argparse.ArgumentParser,
+                        title: str = "model (as in nicelab train: the same options reuse its weights)",
+                        out_help: str = "folder for the figures and tables "
+                                        "(default: a folder beside the model under runs/)") -> None:
     """``nicelab train``'s options that choose the model (and so its saved weights)."""
-    group = parser.add_argument_group("model (as in nicelab train: the same options reuse its weights)")
+    group = parser.add_argument_group(title)
     group.add_argument("--arch", choices=("paper", "small"),
                        help="coupling networks: the NICE paper's 5 x 1000 ReLU or the small preset")
-    group.add_argument("--epochs", type=int, help="training epochs when no saved model is found")
+    group.add_argument("--epochs", type=int, help="training epochs (default: the data set's preset)")
     group.add_argument("--lr", type=float, help="Adam's learning rate")
     group.add_argument("--batch-size", type=int)
     group.add_argument("--couplings", type=int, help="number of coupling layers")
@@ -24,8 +27,7 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hidden-layers", type=int)
     group.add_argument("--prior", choices=("logistic", "gaussian"))
     group.add_argument("--seed", type=int, help="training seed")
-    parser.add_argument("--out", type=Path, help="folder for the figures and tables "
-                        "(default: a folder beside the model under runs/)")
+    parser.add_argument("--out", type=Path, help=out_help)
     parser.add_argument("--quiet", action="store_true", help="no training progress bar")
 
 

@@ -10,23 +10,14 @@ from pathlib import Path
 
 from nicelab.commands import add_data_argument, add_impl_argument, data_name
 from nicelab.config import PRESETS, TrainConfig
+from nicelab.stagerun import add_model_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser, default="parabola")
     add_impl_argument(parser)
-    parser.add_argument("--epochs", type=int, help="training epochs (default: per data set)")
-    parser.add_argument("--lr", type=float, help="Adam's learning rate")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--couplings", type=int, help="number of coupling layers")
-    parser.add_argument("--hidden-units", type=int)
-    parser.add_argument("--hidden-layers", type=int)
-    parser.add_argument("--prior", choices=("logistic", "gaussian"))
-    parser.add_argument("--arch", choices=("paper", "small"),
-                        help="coupling networks: the paper's 4 couplings of 5 x 1000 ReLU, or the small one")
-    parser.add_argument("--seed", type=int)
-    parser.add_argument("--out", type=Path, help="output folder (default runs/DATA/IMPL-KEY)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_model_arguments(parser, title="model and training (defaults: the data set's preset)",
+                        out_help="output folder (default runs/DATA/IMPL-KEY)")
 
 
 def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
