@@ -10,7 +10,7 @@ from nicelab import fixtures
 @pytest.mark.parametrize("data_name", sorted(fixtures.CONFIGS))
 def test_shipped_fixture_is_current(data_name):
     path = fixtures.shipped_path(data_name)
-    assert path.exists(), (f"{path.name} is missing or stale (the reference, data.py or the config "
+    assert path.exists(), (f"{path.name} is missing or stale (the reference, the data or the config "
                            "changed): run `make fixtures` and commit nicelab/pretrained/")
     with np.load(path) as arrays:
         assert len(arrays.files) > 0
