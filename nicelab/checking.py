@@ -83,3 +83,23 @@ def changed_columns(before, after, atol: float = 0.0) -> np.ndarray:
 def describe(columns: np.ndarray) -> str:
     """A boolean column mask as a short list of indices."""
     return "[" + ", ".join(str(i) for i in np.flatnonzero(columns)) + "]"
+
+
+def expect_answer(module, key: str, expected: float, page: str, rel_tol: float = 0.02,
+                  abs_tol: float = 1e-3) -> None:
+    """Grade one "Predict, then check" answer: ``module.ANSWERS[key]`` against ``expected``,
+    the value the check computed itself. The message never prints ``expected``: the point of
+    the question is to work it out, then run the code."""
+    answers = getattr(module, "ANSWERS", None)
+    if not isinstance(answers, dict) or key not in answers:
+        fail(f"a module-level dict ANSWERS with the key {key!r}", "no such entry",
+             f"keep the ANSWERS block at the end of the lesson module (questions on {page}).")
+    value = answers[key]
+    if value is None:
+        fail(f"your prediction in ANSWERS[{key!r}]", "None (not answered yet)",
+             f"work it out from the question on {page}, then write the number in.")
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        fail(f"ANSWERS[{key!r}] to be a number", f"{type(value).__name__} {value!r}")
+    if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
+        fail(f"ANSWERS[{key!r}] to match what the code computes (within {rel_tol:.0%})",
+             f"{value!r}, which does not", f"re-read the question on {page} and redo the arithmetic.")

@@ -10,6 +10,17 @@ In a solution module, a block
 becomes, in the lesson module, the ``# >`` lines as plain comments followed by
 ``raise NotImplementedError("Stage 1 (coupling): implement AdditiveCoupling.forward. ...")``.
 Everything outside the blocks is copied unchanged, so stubs and solutions cannot drift apart.
+
+A block of predictions (the numeric "Predict, then check" questions ending each lesson page)
+
+    # BEGIN ANSWERS
+    ANSWERS = {
+        "log_det_of_one_layer": 0.0,  # the reference's number
+    }
+    # END ANSWERS
+
+keeps its keys in the lesson module, with every value ``None`` (the student's to fill in) and
+without the markers and comments.
 """
 
 from __future__ import annotations
@@ -24,6 +35,31 @@ from nicelab import STAGE_NAMES
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION: (?P<task>.+?)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 STEP = re.compile(r"^\s*# > ?(?P<text>.*)$")
+ANSWERS_BEGIN = re.compile(r"^\s*# BEGIN ANSWERS\s*$")
+ANSWERS_END = re.compile(r"^\s*# END ANSWERS\s*$")
+ANSWER = re.compile(r"^(?P<key>\s*(?P<quote>[\"'])\w+(?P=quote)\s*:\s*)\S.*$")
+
+
+def blank_answers(source: str) -> str:
+    """Every value of the ``# BEGIN ANSWERS`` blocks of ``source`` as ``None``, markers dropped."""
+    out: list[str] = []
+    inside = False
+    for number, line in enumerate(source.splitlines(keepends=True), start=1):
+        if ANSWERS_BEGIN.match(line):
+            if inside:
+                raise ValueError(f"line {number}: nested BEGIN ANSWERS")
+            inside = True
+        elif ANSWERS_END.match(line):
+            if not inside:
+                raise ValueError(f"line {number}: END ANSWERS without BEGIN ANSWERS")
+            inside = False
+        elif inside and (answer := ANSWER.match(line)):
+            out.append(f"{answer['key']}None,\n")
+        elif not (inside and line.strip().startswith("#")):
+            out.append(line)
+    if inside:
+        raise ValueError("BEGIN ANSWERS never closed")
+    return "".join(out)
 
 
 def docs_page(stage: str) -> str:
@@ -61,7 +97,7 @@ def make_stub(source: str, stage: str) -> str:
             out.append(f"{block[0]}# {step['text']}".rstrip() + "\n")
     if block is not None:
         raise ValueError(f"line {block[2]}: BEGIN SOLUTION never closed")
-    return "".join(out)
+    return blank_answers("".join(out))
 
 
 @dataclass
