@@ -1,4 +1,4 @@
-"""Classic mistakes of stages 1-3 (coupling layer, model, likelihood)."""
+"""Classic mistakes of stages 1-2 (coupling layer, model)."""
 
 from mutation_support import Mutant
 
@@ -9,7 +9,6 @@ COUPLINGS_LIST = """        self.couplings = [
                              hidden_layers=hidden_layers, name=f"coupling_{i}")
             for i in range(num_couplings)
         ]"""
-LOG_LIK = "return prior.log_prob(h) + model.log_det_jacobian()"
 
 MUTANTS = [
     # Stage 1 - coupling.py
@@ -65,25 +64,4 @@ MUTANTS = [
            (("        h = as_batch(x, self.dim)\n",
              "        h = as_batch(x, self.dim)\n        h = h - tf.reduce_mean(h, axis=0)\n"),),
            "depend_on_the_batch", "batch dependence"),
-    # Stage 3 - likelihood.py
-    Mutant("likelihood_log_det_sign", "likelihood", "likelihood.py",
-           ((LOG_LIK, "return prior.log_prob(h) - model.log_det_jacobian()"),),
-           "change_of_variables", "wrong sign"),
-    Mutant("likelihood_missing_log_det", "likelihood", "likelihood.py",
-           ((LOG_LIK, "return prior.log_prob(h)"),), "change_of_variables", "missing scaling term"),
-    Mutant("likelihood_prior_not_summed", "likelihood", "likelihood.py",
-           (("return tfd.Independent(base, reinterpreted_batch_ndims=1)", "return base"),),
-           "factorised", "not summed over dimensions"),
-    Mutant("likelihood_naive_logistic", "likelihood", "likelihood.py",
-           ((LOG_LIK, "return tf.reduce_sum(-h - 2.0 * tf.math.log(1.0 + tf.exp(-h)), axis=1)"
-                      " + model.log_det_jacobian()"),),
-           "log_likelihood_is_finite_far_out", "overflow"),
-    Mutant("likelihood_gradient_ascent", "likelihood", "likelihood.py",
-           (("loss = -tf.reduce_mean(log_likelihood(model, prior, x))",
-             "loss = tf.reduce_mean(log_likelihood(model, prior, x))"),),
-           "training_lowers", "minimise"),
-    Mutant("likelihood_sample_forward", "likelihood", "likelihood.py",
-           (("return model.backward(prior.sample(n, seed=seed))",
-             "return model.forward(prior.sample(n, seed=seed))"),),
-           "backward_of_prior", "backward"),
 ]
