@@ -30,7 +30,7 @@ tf = import_tensorflow()
 from nicelab import impl as impl_mod  # noqa: E402
 
 __all__ = [
-    "LOADS", "StageLoad", "_seed", "coupling", "graded", "impl_name", "inpainting", "likelihood",
+    "FAILED", "LOADS", "StageLoad", "_seed", "coupling", "graded", "impl_name", "inpainting", "likelihood",
     "load_stage", "model", "outliers", "pytest_addoption", "pytest_configure",
     "pytest_report_header", "pytest_runtest_makereport", "pytest_sessionstart",
 ]
@@ -66,10 +66,30 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     for name, title in STAGES:  # so that hidden checks outside this project can use the markers
         config.addinivalue_line("markers", f"{name}: {title}")
+    config.addinivalue_line(
+        "markers", "builds_on(*checks): this check relies on the named checks of the same module "
+                   "(their function names); when one of them failed, this check's failure says "
+                   "to fix that one first")
+
+
+#: Check function names ("module.py::test_name", without parameters) that failed this session.
+FAILED: set[str] = set()
 
 
 def pytest_sessionstart(session):
     LOADS.clear()
+    FAILED.clear()
+
+
+def _function_key(item) -> str:
+    return f"{Path(str(item.fspath)).name}::{getattr(item, 'originalname', None) or item.name}"
+
+
+def _failed_foundations(item) -> list[str]:
+    """The checks this one ``builds_on`` that failed earlier in the session (in their order)."""
+    names = [name for marker in item.iter_markers("builds_on") for name in marker.args]
+    module = Path(str(item.fspath)).name
+    return [name for name in names if f"{module}::{name}" in FAILED]
 
 
 def impl_name(config) -> str:
@@ -92,6 +112,13 @@ def pytest_runtest_makereport(item, call):
     report = yield
     if call.excinfo is not None and call.excinfo.errisinstance(NotImplementedError):
         report.longrepr = f"Not implemented yet - {call.excinfo.value}"
+    elif report.failed and call.when == "call":
+        first = _failed_foundations(item)
+        if first:
+            report.longrepr = (f"Fix {first[0]} first: this check builds on it. "
+                               f"{report.longrepr}")
+    if report.failed:
+        FAILED.add(_function_key(item))
     return report
 
 
