@@ -2,27 +2,34 @@
 
 Spec: couplings applied in order, each to the previous output, then h = x * exp(log_scale);
 backward divides by the scale first and undoes the couplings in reverse order; parities
-alternate so every coordinate is changed; no weight sharing; log_det_jacobian equals
-sum(log_scale) and the autodiff log|det J|; examples do not see each other.
+alternate so every coordinate is changed; no weight sharing; the number of couplings and the
+network sizes asked for are honoured; log_det_jacobian equals sum(log_scale) and the autodiff
+log|det J|; examples do not see each other. A model is called once before its variables are
+looked at (a lazily built network exists only after a first call).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from nicelab.checking import (
+    attempt,
     autodiff_log_det,
     changed_columns,
     describe,
     expect,
+    expect_answer,
     fail,
     max_error,
     numpy,
     random_batch,
     randomize,
     trainable,
+    weight_matrices,
 )
 
 pytestmark = pytest.mark.model
@@ -30,14 +37,33 @@ pytestmark = pytest.mark.model
 DIM, COUPLINGS = 6, 4
 SMALL = {"hidden_units": 16, "hidden_layers": 2}
 TOL = 1e-4
+PAGE = "docs/lessons/2-model.md (Predict, then check)"
+
+
+def fwd(flow, x):
+    """``flow.forward(x)``; an exception in it becomes a one-line verdict."""
+    return attempt(flow.forward, x, doing=f"NICE.forward on a {tuple(np.shape(x))} batch")
+
+
+def bwd(flow, h):
+    """``flow.backward(h)``; an exception in it becomes a one-line verdict."""
+    return attempt(flow.backward, h, doing=f"NICE.backward on a {tuple(np.shape(h))} batch")
+
+
+def new_flow(model, dim=DIM, couplings=COUPLINGS, sizes=None):
+    """A NICE as built, called once (so lazily built networks exist)."""
+    sizes = SMALL if sizes is None else sizes
+    flow = attempt(lambda: model.NICE(dim, couplings, **sizes), doing=f"NICE({dim}, {couplings}, ...)")
+    fwd(flow, random_batch(2, dim, seed=99))
+    return flow
 
 
 def make_flow(model, dim=DIM, couplings=COUPLINGS, seed=0):
     """A NICE with random weights everywhere (log_scale included), so no step is the identity."""
-    flow = model.NICE(dim, couplings, **SMALL)
+    flow = new_flow(model, dim, couplings)
     variables = trainable(flow)
-    expect(len(variables) > 0, "NICE to have trainable variables", "none",
-           "create the couplings and log_scale in __init__.")
+    expect(len(variables) > 0, "NICE to have trainable variables after a first call", "none",
+           "create the couplings and log_scale in __init__, stored as attributes of the model.")
     randomize(variables, seed, scale=0.3)
     return flow
 
@@ -100,7 +126,7 @@ def diagnose_backward(flow, h):
 
 
 def test_structure_couplings_and_log_scale(model):
-    flow = model.NICE(DIM, COUPLINGS, **SMALL)
+    flow = new_flow(model)
     couplings = list(getattr(flow, "couplings", []))
     expect(len(couplings) == COUPLINGS, f"flow.couplings to be a list of {COUPLINGS} coupling layers",
            f"{len(couplings)}", "build num_couplings AdditiveCoupling layers in __init__.")
@@ -109,21 +135,24 @@ def test_structure_couplings_and_log_scale(model):
     expect(is_variable and tuple(log_scale.shape) == (DIM,),
            f"flow.log_scale to be a variable of shape ({DIM},)",
            f"{type(log_scale).__name__} {getattr(log_scale, 'shape', '')}",
-           "self.log_scale = self.add_weight(shape=(dim,), initializer='zeros').")
+           "create log_scale in __init__ as a trainable weight of shape (D,) that the model owns "
+           "(a Keras layer creates its weights with add_weight).")
     expect(np.all(numpy(log_scale) == 0), "log_scale to start at zeros (the identity scale)",
-           f"{numpy(log_scale)}", "initializer='zeros'.")
+           f"{numpy(log_scale)}", "initialise the weight with zeros.")
     marker = np.linspace(0.1, 0.2, DIM).astype(np.float32)
     log_scale.assign(marker)  # find it among the trainable variables by its values
     found = any(tuple(v.shape) == (DIM,) and np.array_equal(numpy(v), marker)
                 for v in flow.trainable_variables)
     expect(found, "log_scale to be trainable", "it is not among flow.trainable_variables",
-           "create it with add_weight(trainable=True).")
+           "create it as a trainable weight of the model (a Keras 3 model does not track a plain "
+           "tf.Variable: create it with the model's add_weight).")
 
 
+@pytest.mark.builds_on("test_structure_couplings_and_log_scale")
 def test_backward_undoes_forward(model):
     flow, x = make_flow(model), random_batch(16, DIM)
-    h = flow.forward(x)
-    error = max_error(flow.backward(h), x)
+    h = fwd(flow, x)
+    error = max_error(bwd(flow, h), x)
     if error >= TOL:
         mistake = diagnose_forward(flow, x)
         if mistake.startswith("forward must"):
@@ -131,31 +160,35 @@ def test_backward_undoes_forward(model):
         fail("backward(forward(x)) == x", f"a maximum error of {error:.3g}", mistake)
 
 
+@pytest.mark.builds_on("test_structure_couplings_and_log_scale")
 def test_forward_undoes_backward(model):
     flow, h = make_flow(model), random_batch(16, DIM, seed=1)
-    error = max_error(flow.forward(flow.backward(h)), h)
+    error = max_error(fwd(flow, bwd(flow, h)), h)
     if error >= TOL:
         fail("forward(backward(h)) == h", f"a maximum error of {error:.3g}", diagnose_backward(flow, h))
 
 
+@pytest.mark.builds_on("test_structure_couplings_and_log_scale")
 def test_forward_is_the_composition(model):
     flow, x = make_flow(model), random_batch(16, DIM)
     expected = chain(flow.couplings, x, "forward") * scale_of(flow)
-    error = max_error(flow.forward(x), expected)
+    error = max_error(fwd(flow, x), expected)
     if error >= TOL:
         fail("forward(x) == c_L(...c_1(x)) * exp(log_scale)", f"a difference of {error:.3g}",
              diagnose_forward(flow, x))
 
 
+@pytest.mark.builds_on("test_structure_couplings_and_log_scale")
 def test_backward_undoes_layers_in_reverse_order(model):
     flow, h = make_flow(model), random_batch(16, DIM, seed=2)
     expected = chain(reversed(flow.couplings), h / scale_of(flow), "backward")
-    error = max_error(flow.backward(h), expected)
+    error = max_error(bwd(flow, h), expected)
     if error >= TOL:
         fail("backward(h) == c_1^-1(...c_L^-1(h / exp(log_scale)))", f"a difference of {error:.3g}",
              diagnose_backward(flow, h))
 
 
+@pytest.mark.builds_on("test_structure_couplings_and_log_scale")
 def test_every_coordinate_is_changed(model):
     flow, x = make_flow(model), random_batch(16, DIM)
     masks = [changed_columns(x, c.forward(x)) for c in flow.couplings]
@@ -185,7 +218,7 @@ def test_no_weight_sharing(model):
 
 def test_log_det_jacobian_is_sum_of_log_scale(model):
     flow = make_flow(model)
-    log_det = flow.log_det_jacobian()
+    log_det = attempt(flow.log_det_jacobian, doing="log_det_jacobian()")
     expect(np.ndim(numpy(log_det)) == 0, "log_det_jacobian() to return a scalar",
            f"shape {np.shape(numpy(log_det))}", "sum log_scale over all dimensions (tf.reduce_sum).")
     expected = float(np.sum(numpy(flow.log_scale)))
@@ -200,9 +233,10 @@ def test_log_det_jacobian_is_sum_of_log_scale(model):
         fail(f"log_det_jacobian() == sum(log_scale) = {expected:.4f}", f"{got:.4f}", likely)
 
 
+@pytest.mark.builds_on("test_forward_is_the_composition", "test_log_det_jacobian_is_sum_of_log_scale")
 def test_log_det_matches_autodiff(model):
     flow, x = make_flow(model), random_batch(8, DIM)
-    auto = autodiff_log_det(flow.forward, x)
+    auto = autodiff_log_det(lambda t: fwd(flow, t), x)
     got = float(numpy(flow.log_det_jacobian()))
     worst = float(np.max(np.abs(auto - got)))
     expect(worst < 1e-3, "log_det_jacobian() to equal log|det df/dx| of forward (autodiff)",
@@ -213,24 +247,59 @@ def test_log_det_matches_autodiff(model):
 
 def test_one_example_does_not_depend_on_the_batch(model):
     flow, x = make_flow(model), random_batch(32, DIM)
-    alone = numpy(flow.forward(x[:1]))
+    alone = numpy(fwd(flow, x[:1]))
     other = x.copy()
     other[1:] = 10.0 * random_batch(31, DIM, seed=5)
-    error = max(max_error(alone, numpy(flow.forward(x))[:1]),
-                max_error(alone, numpy(flow.forward(other))[:1]))
+    error = max(max_error(alone, numpy(fwd(flow, x))[:1]),
+                max_error(alone, numpy(fwd(flow, other))[:1]))
     expect(error < TOL, "the output for one example to be the same whatever else is in the batch",
            f"it changes by up to {error:.3g}",
            "batch dependence: statistics over the batch (mean, std, BatchNormalization) inside the "
            "model; each example must be transformed on its own.")
 
 
+@pytest.mark.builds_on("test_forward_is_the_composition")
 def test_gradients_reach_every_variable(model):
     flow, x = make_flow(model), tf.constant(random_batch(16, DIM))
     variables = trainable(flow)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(tf.square(flow.forward(x))) + flow.log_det_jacobian()
+        loss = tf.reduce_sum(tf.square(fwd(flow, x))) + flow.log_det_jacobian()
     grads = tape.gradient(loss, variables)
     missing = [v.name for v, g in zip(variables, grads, strict=True) if g is None]
     expect(not missing, "a gradient for every variable", f"no gradient for {', '.join(missing)}",
            "gradients cut: forward or log_det_jacobian leave TensorFlow (.numpy(), np.* math) or a "
            "layer is never used.")
+
+
+@pytest.mark.parametrize("couplings, units, layers", [(3, 7, 1), (5, 5, 2)])
+def test_sizes_asked_for_are_honoured(model, couplings, units, layers):
+    flow = new_flow(model, couplings=couplings, sizes={"hidden_units": units, "hidden_layers": layers})
+    found = list(getattr(flow, "couplings", []))
+    expect(len(found) == couplings, f"num_couplings={couplings} coupling layers in flow.couplings",
+           f"{len(found)}", "the model ignores num_couplings: build as many couplings as asked, not "
+           "a fixed number.")
+    asked = f"hidden_units={units}, hidden_layers={layers}"
+    for i, coupling in enumerate(found):
+        shapes = weight_matrices(coupling)
+        widths = sum(1 for shape in shapes if shape[1] == units)
+        expect(len(shapes) == layers + 1 and widths == layers,
+               f"coupling {i} to have {layers} hidden layer(s) of {units} units ({asked})",
+               f"weight matrices of shapes {shapes}",
+               "the model does not pass hidden_units and hidden_layers on to its couplings.")
+
+
+#: The page's questions, each answer computed here from the question's numbers.
+PREDICTIONS = {
+    # D = 3, log_scale = (0.5, -1, 2): log|det df/dx| at any x.
+    "log_det_of_given_scales": lambda: float(np.sum([0.5, -1.0, 2.0])),
+    # NICE(6, num_couplings=4, hidden_units=10, hidden_layers=2), split 3 + 3: trainable numbers.
+    "nice_parameters": lambda: 4 * sum(a * b + b for a, b in ((3, 10), (10, 10), (10, 3))) + 6,
+    # A direction whose input has std 0.1 under a standard normal prior: the maximum-likelihood
+    # log S_dd maximises E[log N(S x)] + log S, so S = 1 / std.
+    "ml_log_scale": lambda: math.log(1.0 / 0.1),
+}
+
+
+@pytest.mark.parametrize("key", list(PREDICTIONS))
+def test_prediction(model, key):
+    expect_answer(model, key, PREDICTIONS[key](), PAGE)

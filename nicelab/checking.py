@@ -7,6 +7,8 @@ inputs and weights, and compute Jacobians by automatic differentiation.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,3 +105,32 @@ def expect_answer(module, key: str, expected: float, page: str, rel_tol: float =
     if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
         fail(f"ANSWERS[{key!r}] to match what the code computes (within {rel_tol:.0%})",
              f"{value!r}, which does not", f"re-read the question on {page} and redo the arithmetic.")
+
+
+def attempt(fn, *args, doing: str, likely: str | None = None):
+    """``fn(*args)``, or a one-line failure when the student's code raises: what it was doing,
+    the exception's type and first line (no traceback), and ``likely``. A stub's
+    NotImplementedError passes through (the plugin reports it as "Not implemented yet")."""
+    try:
+        return fn(*args)
+    except NotImplementedError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any error in the student's code becomes a verdict
+        first = error_line(err)
+        fail(f"{doing} to run", f"{type(err).__name__}: {first}" if first else type(err).__name__,
+             likely)
+
+
+def weight_matrices(layer) -> list[tuple[int, ...]]:
+    """The shapes of a layer's trainable 2-D variables (a Dense network's kernels), in order."""
+    return [tuple(int(n) for n in v.shape) for v in trainable(layer) if len(v.shape) == 2]
+
+
+def error_line(err: BaseException, limit: int = 200) -> str:
+    """The informative line of an exception's message: for Keras' "Exception encountered when
+    calling ..." wrappers the line after it, terminal colour codes removed, at most ``limit``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or lines
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -1,4 +1,5 @@
-"""Stage 2 - the NICE model: alternating coupling layers, then a diagonal scaling layer.
+"""Stage 2 - the NICE model: alternating coupling layers, then a diagonal scaling layer
+(NICE paper, sections 3.3 and 5; docs/lessons/2-model.md).
 
     forward  f (data -> latent):   h = (c_L o ... o c_2 o c_1)(x) * exp(log_scale)
     backward f^-1 (latent -> data): x = (c_1^-1 o ... o c_L^-1)(h * exp(-log_scale))
@@ -32,9 +33,10 @@ class NICE(tf.keras.Model):
         self.dim = check_positive_int(dim, "dim", minimum=2)
         check_positive_int(num_couplings, "num_couplings")
         # BEGIN SOLUTION: NICE.__init__
-        # > self.couplings: a list of `num_couplings` AdditiveCoupling layers, each with its
-        # > own network, parities alternating 0, 1, 0, 1, ...
-        # > self.log_scale: self.add_weight(name="log_scale", shape=(dim,), initializer="zeros")
+        # > Two attributes. couplings: a list of num_couplings AdditiveCoupling layers, each a
+        # > new layer with its own network of the sizes asked for, parities alternating 0, 1,
+        # > 0, 1, ... log_scale: a trainable vector of D zeros that this model owns (a Keras
+        # > layer or model can create its own weights). Create the couplings first.
         self.couplings = [
             AdditiveCoupling(dim, parity=i % 2, hidden_units=hidden_units,
                              hidden_layers=hidden_layers, name=f"coupling_{i}")
@@ -44,18 +46,20 @@ class NICE(tf.keras.Model):
         # END SOLUTION
 
     def forward(self, x):
-        """f: data -> latent, ``(batch, D)`` -> ``(batch, D)``: couplings in order, then the scale."""
+        """f: data -> latent, ``(batch, D)`` -> ``(batch, D)``: couplings in order, each applied to
+        the previous one's output, then the scaling layer h = x * exp(log_scale)."""
         h = as_batch(x, self.dim)
         # BEGIN SOLUTION: NICE.forward
-        # > Feed each coupling the previous one's output, then multiply by exp(log_scale).
+        # > Each coupling works on what the one before it returned, never on the original x;
+        # > the scaling layer comes last.
         for coupling in self.couplings:
             h = coupling.forward(h)
         return h * tf.exp(self.log_scale)
         # END SOLUTION
 
     def backward(self, h):
-        """f^-1: latent -> data, ``(batch, D)`` -> ``(batch, D)``: undo the scale, then the
-        couplings in reverse order."""
+        """f^-1: latent -> data, ``(batch, D)`` -> ``(batch, D)``: x = h * exp(-log_scale), then
+        each coupling's backward, last coupling first."""
         x = as_batch(h, self.dim, name="h")
         # BEGIN SOLUTION: NICE.backward
         # > Undo forward step by step, last step first.
@@ -66,10 +70,23 @@ class NICE(tf.keras.Model):
         # END SOLUTION
 
     def log_det_jacobian(self):
-        """Scalar log|det df/dx| = sum_d log_scale_d (couplings contribute 0)."""
+        """Scalar log|det df/dx| = sum_d log_scale_d (couplings contribute 0), the same for every
+        x. A TensorFlow scalar, so that gradients reach log_scale."""
         # BEGIN SOLUTION: NICE.log_det_jacobian
+        # > One number: how much does the scaling layer stretch volume, in log units?
         return tf.reduce_sum(self.log_scale)
         # END SOLUTION
 
     def call(self, x):
         return self.forward(x)
+
+
+# Predict, then check: the questions at the end of docs/lessons/2-model.md. Write a number for
+# each key (work it out first, then run code to check it); the stage's checks grade them.
+# BEGIN ANSWERS
+ANSWERS = {
+    "log_det_of_given_scales": 1.5,
+    "nice_parameters": 738,
+    "ml_log_scale": 2.3026,
+}
+# END ANSWERS

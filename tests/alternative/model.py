@@ -26,3 +26,6 @@ class NICE(tf.keras.Model):
 
     def log_det_jacobian(self):
         return tf.reduce_sum(self.log_scale)
+
+
+ANSWERS = {"log_det_of_given_scales": 1.5, "nice_parameters": 738, "ml_log_scale": 2.3}

@@ -65,3 +65,46 @@ MUTANTS = [
              "        h = as_batch(x, self.dim)\n        h = h - tf.reduce_mean(h, axis=0)\n"),),
            "depend_on_the_batch", "batch dependence"),
 ]
+
+MERGE = "return tf.gather(tf.concat([keep, change], axis=1), order, axis=1)"
+PARTITION = """    even, odd = np.arange(0, dim, 2), np.arange(1, dim, 2)
+    return (even, odd) if parity == 0 else (odd, even)"""
+HIDDEN = 'tf.keras.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)'
+MODEL_SIZES = """hidden_units=hidden_units,
+                             hidden_layers=hidden_layers, name"""
+
+MUTANTS += [
+    # Stage 1: the arguments are honoured
+    Mutant("coupling_ignores_hidden_layers", "coupling", "coupling.py",
+           ((HIDDEN, 'tf.keras.layers.Dense(hidden_units, activation="relu") for _ in range(3)'),),
+           "sizes_asked_for", "ignores hidden_layers"),
+    Mutant("coupling_ignores_hidden_units", "coupling", "coupling.py",
+           ((HIDDEN, 'tf.keras.layers.Dense(64, activation="relu") for _ in range(hidden_layers)'),),
+           "sizes_asked_for", "ignores hidden_units"),
+    # Stage 1: odd D. Halves of D // 2 each: the middle coordinate of odd D never changes.
+    Mutant("coupling_odd_d_drops_middle", "coupling", "coupling.py",
+           ((PARTITION, "    half = dim // 2\n"
+             "    first, second = np.arange(half), np.arange(dim - half, dim)\n"
+             "    return (first, second) if parity == 0 else (second, first)"),),
+           "odd_and_small_dimensions and (3 or 5)", "one more coordinate than the other"),
+    # m fed the changed part: for D = 3 and 5 the sizes differ, and Keras raises; the check says
+    # so in one line instead of a traceback.
+    Mutant("coupling_m_of_changed_part_odd_d", "coupling", "coupling.py",
+           ((FORWARD_SHIFT, "return self.merge(x_keep, x_change + self.m(x_change))"),),
+           "odd_and_small_dimensions and (3 or 5)", "check which part you feed m"),
+    # A sign mistake seen at D = 2 is named as the sign mistake, not as an odd-D sizing problem.
+    Mutant("coupling_backward_adds_small_d", "coupling", "coupling.py",
+           (("y_change - self.m(y_keep)", "y_change + self.m(y_keep)"),),
+           "odd_and_small_dimensions and 2", "subtract the shift"),
+    # The parts merged side by side: for even/odd that puts columns at the wrong indices.
+    Mutant("coupling_merge_unordered", "coupling", "coupling.py",
+           ((MERGE, "return tf.concat([keep, change], axis=1)"),),
+           "exactly_one_part", "back at its own index"),
+    # Stage 2: the arguments are honoured
+    Mutant("model_ignores_num_couplings", "model", "model.py",
+           (("for i in range(num_couplings)", "for i in range(4)"),),
+           "sizes_asked_for", "ignores num_couplings"),
+    Mutant("model_ignores_network_sizes", "model", "model.py",
+           ((MODEL_SIZES, "name"),),
+           "sizes_asked_for", "does not pass hidden_units and hidden_layers"),
+]
