@@ -14,6 +14,7 @@ COMMANDS = (
     ("inpaint", "fill in hidden pixels of test images with a trained model"),
     ("outliers", "detect corrupted data by its likelihood"),
     ("grade", "run the checks and print a progress table (or grade a class)"),
+    ("watch", "re-run a stage's checks every time you save a lesson file"),
     ("stubs", "regenerate lessons/ from the marked blocks in solutions/"),
     ("figures", "make the docs' figures from the reference, deterministically"),
     ("bench", "benchmarks: check-suite speed, training throughput, quality, memory"),

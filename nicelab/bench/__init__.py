@@ -2,7 +2,8 @@
 Markdown with ``--out``).
 
 1. Feedback speed: the check suite on the reference, whole (cold and warm fixture cache) and
-   stage by stage, as subprocesses (:mod:`nicelab.bench.procs`).
+   stage by stage, as subprocesses (:mod:`nicelab.bench.procs`); ``nicelab watch``'s latency
+   from a save to the verdict for stages 1-2 (:mod:`nicelab.bench.watch`).
 2. Training throughput: the driver against a per-step ``tf.function`` loop, PyTorch eager and
    the compute limit (:mod:`nicelab.bench.throughput`).
 3. Quality against limits: the parabola's gap to its entropy, digits against a Gaussian and the
@@ -123,6 +124,10 @@ class Bench:
             rows.append(Row(1, measure, f"{result.seconds:.1f} s ({result.summary})", goal, verdict(ok),
                             {"seconds": result.seconds, "passed": passed, "failed": failed,
                              "peak_mib": result.peak_mib, "returncode": result.returncode}))
+        from nicelab.bench.watch import watch_rows
+
+        self.log("section 1: nicelab watch, save to verdict (stages 1-2)")
+        rows += watch_rows(saves=2 if not self.settings.warm else 5)
         return rows
 
     def section2(self) -> list[Row]:
