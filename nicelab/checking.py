@@ -103,7 +103,8 @@ def expect_answer(module, key: str, expected: float, page: str, rel_tol: float =
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         fail(f"ANSWERS[{key!r}] to be a number", f"{type(value).__name__} {value!r}")
     if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
-        fail(f"ANSWERS[{key!r}] to match what the code computes (within {rel_tol:.0%})",
+        within = f"within {rel_tol:.0%}" if rel_tol else "exactly"
+        fail(f"ANSWERS[{key!r}] to match what the code computes ({within})",
              f"{value!r}, which does not", f"re-read the question on {page} and redo the arithmetic.")
 
 
@@ -134,3 +135,13 @@ def error_line(err: BaseException, limit: int = 200) -> str:
     lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or lines
     first = lines[0] if lines else ""
     return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
+def expect_prediction(module, key: str, expected: float, page: str, stage: str, **tolerances) -> None:
+    """:func:`expect_answer`, except that an unanswered prediction (the stub's ``None``) counts as
+    not implemented yet, like a stub's function: a fresh stage stays "not started" in
+    ``nicelab grade`` instead of "failing". ``stage`` is e.g. ``"Stage 1 (coupling)"``."""
+    answers = getattr(module, "ANSWERS", None)
+    if isinstance(answers, dict) and key in answers and answers[key] is None:
+        raise NotImplementedError(f"{stage}: answer ANSWERS[{key!r}], the question on {page}.")
+    expect_answer(module, key, expected, page, **tolerances)

@@ -108,3 +108,14 @@ MUTANTS += [
            ((MODEL_SIZES, "name"),),
            "sizes_asked_for", "does not pass hidden_units and hidden_layers"),
 ]
+
+MUTANTS += [
+    # Predict, then check: a wrong number is named, and the expected value is never printed.
+    Mutant("coupling_prediction_off", "coupling", "coupling.py",
+           (('"coupling_parameters": 183,', '"coupling_parameters": 180,'),),
+           "prediction", "to match what the code computes"),
+    # The meaning of the scale reversed (issue 12): S = std instead of 1 / std.
+    Mutant("model_prediction_scale_reversed", "model", "model.py",
+           (('"ml_log_scale": 2.3026,', '"ml_log_scale": -2.3026,'),),
+           "prediction", "to match what the code computes"),
+]
