@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,7 +234,7 @@ def test_student_importing_solutions_is_told(tmp_path):
     run = nicelab("grade", "--impl", str(sub), "--stage", "model")
     assert run.returncode == 1
     text = " ".join(run.stdout.split())  # long messages are wrapped
-    assert "2 model 0/11 imports solutions" in text and "imports the reference solutions" in text
+    assert re.search(r"2 model 0/\d+ imports solutions", text) and "imports the reference solutions" in text
 
 
 # ----------------------------------------------------------------------------- a class
