@@ -98,7 +98,7 @@ class AdditiveCoupling(tf.keras.layers.Layer):
 
     def forward(self, x):
         """f: data -> latent. ``(batch, D)`` -> ``(batch, D)``: y_change = x_change + m(x_keep),
-        y_keep = x_keep (equations (1)-(2) of the page)."""
+        y_keep = x_keep (docs/lessons/1-coupling.md, "The idea")."""
         x = as_batch(x, self.dim)
         # BEGIN SOLUTION: AdditiveCoupling.forward
         # > Split, shift the changed part by the network's output on the kept part, merge back.
