@@ -70,12 +70,16 @@ def format_verdict(stages: tuple[str, ...], results, seconds: float, cpu: float 
     """One ``FAILED file::check - message`` line per failed check (pytest's short summary),
     then a summary line starting with :data:`SUMMARY` (with the run's wall time, and its CPU
     time when given: on a busy machine the two differ)."""
+    groups: dict[str, list] = {}  # message -> failed checks: a stub or an import error fails
+    for result in results:        # every check of a stage with one message, printed once
+        if not (result.passed or result.outcome == "skipped"):
+            groups.setdefault(result.message, []).append(result)
     lines = []
-    for result in results:
-        if result.passed or result.outcome == "skipped":
-            continue
-        label = "NOT DONE" if result.kind == "not_implemented" else result.outcome.upper()
-        lines.append(f"{label} {Path(result.nodeid.split('::')[0]).name}::{result.name} - {result.message}")
+    for message, failed in groups.items():
+        first = failed[0]
+        label = "NOT DONE" if first.kind == "not_implemented" else first.outcome.upper()
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        lines.append(f"{label} {Path(first.nodeid.split('::')[0]).name}::{first.name}{more} - {message}")
     passed = sum(r.passed for r in results)
     named = ", ".join(f"{STAGE_NAMES.index(s) + 1} ({s})" for s in stages)
     tail = "all pass" if results and passed == len(results) else f"{passed}/{len(results)} pass"
