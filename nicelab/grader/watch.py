@@ -79,7 +79,8 @@ def format_verdict(stages: tuple[str, ...], results, seconds: float, cpu: float 
         first = failed[0]
         label = "NOT DONE" if first.kind == "not_implemented" else first.outcome.upper()
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        lines.append(f"{label} {Path(first.nodeid.split('::')[0]).name}::{first.name}{more} - {message}")
+        text = message.removeprefix("Not implemented yet - ")
+        lines.append(f"{label} {Path(first.nodeid.split('::')[0]).name}::{first.name}{more} - {text}")
     passed = sum(r.passed for r in results)
     named = ", ".join(f"{STAGE_NAMES.index(s) + 1} ({s})" for s in stages)
     tail = "all pass" if results and passed == len(results) else f"{passed}/{len(results)} pass"
