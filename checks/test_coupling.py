@@ -34,7 +34,7 @@ from nicelab.checking import (
 pytestmark = pytest.mark.coupling
 
 DIM = 6
-SMALL = {"hidden_units": 16, "hidden_layers": 2}
+SMALL = {"hidden_units": 16, "hidden_layers": 1}
 PAGE = "docs/lessons/1-coupling.md (Predict, then check)"
 SHAPES_HINT = ("m takes the kept part and returns a shift as wide as the changed part, and forward "
                "merges both parts back into one (batch, D) tensor")

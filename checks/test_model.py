@@ -35,7 +35,7 @@ from nicelab.checking import (
 pytestmark = pytest.mark.model
 
 DIM, COUPLINGS = 6, 4
-SMALL = {"hidden_units": 16, "hidden_layers": 2}
+SMALL = {"hidden_units": 16, "hidden_layers": 1}
 TOL = 1e-4
 PAGE = "docs/lessons/2-model.md (Predict, then check)"
 
