@@ -10,7 +10,9 @@ costs about a second instead of the five seconds of imports a new ``pytest`` pro
 
 from __future__ import annotations
 
+import atexit
 import gc
+import shutil
 import sys
 import tempfile
 import time
@@ -93,7 +95,8 @@ def fresh_sources() -> None:
     """Never read or write compiled bytecode from here on: a file saved twice within one second
     with the same size would otherwise be loaded from a stale ``.pyc``."""
     sys.dont_write_bytecode = True
-    sys.pycache_prefix = tempfile.mkdtemp(prefix="nicelab-watch-pyc-")
+    sys.pycache_prefix = tempfile.mkdtemp(prefix="nicelab-watch-pyc-")  # stays empty
+    atexit.register(shutil.rmtree, sys.pycache_prefix, True)
 
 
 class Watcher:
@@ -159,7 +162,8 @@ class Watcher:
         """Check once, then after every save; stop after ``max_runs`` runs (None: never)."""
         runs = 0
         names = ", ".join(self.stages)
-        self.say(f"watching {self.folder} (stages: {names}); Ctrl-C to stop")
+        self.say(f"watching {self.folder} (stages: {names}); Ctrl-C stops a run that hangs, "
+                 "Ctrl-C while waiting stops watching")
         self.check()
         runs += 1
         while max_runs is None or runs < max_runs:
