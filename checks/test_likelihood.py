@@ -488,10 +488,13 @@ def test_samples_come_from_the_given_prior(likelihood):
                   "Gaussian: draw from the prior argument, whatever its kind.")
     else:
         likely = "draw h from the given prior, then return model.backward(h)."
-    fail("forward(samples) to follow the given prior (here a shifted, scaled Laplace with means "
-         f"{np.round(mean, 2).tolist()} and stds {np.round(std, 2).tolist()})",
-         f"means {np.round(h.mean(axis=0), 2).tolist()} and stds {np.round(h.std(axis=0), 2).tolist()}",
-         likely)
+    fail(f"forward(samples) to follow the given prior (here a shifted, scaled Laplace with means "
+         f"{_listed(mean)} and stds {_listed(std)})",
+         f"means {_listed(h.mean(axis=0))} and stds {_listed(h.std(axis=0))}", likely)
+
+
+def _listed(values) -> str:
+    return "[" + ", ".join(f"{float(v):.2f}" for v in values) + "]"
 
 
 @pytest.mark.builds_on(*TRAINING_FOUNDATIONS, "test_training_gets_near_the_entropy",
