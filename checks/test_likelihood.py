@@ -162,16 +162,22 @@ def test_logistic_log_density_matches_tfp(likelihood):
            "correction term approximate.")
 
 
+@pytest.mark.builds_on("test_logistic_log_density_matches_tfp")
 def test_logistic_log_density_has_finite_gradients(likelihood):
     h = tf.constant(far_batch())
     with tf.GradientTape() as tape:
         tape.watch(h)
-        total = tf.reduce_sum(likelihood.logistic_log_density(h))
+        values = likelihood.logistic_log_density(h)
+        total = tf.reduce_sum(values)
     grad = tape.gradient(total, h)
     expect(grad is not None, "a gradient of logistic_log_density with respect to h",
            "None (no gradient flows)", "stay in TensorFlow operations: NumPy cuts the gradient.")
     grad, expected = numpy(grad), -np.tanh(numpy(h) / 2.0)  # d/dh log p(h) = -tanh(h / 2)
     bad = ~np.isfinite(grad)
+    if bad.any() and not np.all(np.isfinite(numpy(values))):
+        fail("finite gradients for |h| up to 1e4", "NaN or inf gradients where the values themselves "
+             "are inf or NaN", "overflow in the values: make them finite first (the check of the "
+             "values says where), and the gradients usually follow.")
     if bad.any():
         fail("finite gradients for |h| up to 1e4 (d log p / dh = -tanh(h/2), between -1 and 1)",
              f"NaN or inf gradients from |h| = {float(np.min(np.abs(numpy(h)[bad]))):g} on",
@@ -233,9 +239,12 @@ def test_prior_is_factorised_over_dimensions(likelihood, kind):
            f"a standard {kind} (location 0, scale 1) in every dimension.")
 
 
+@pytest.mark.builds_on("test_prior_is_factorised_over_dimensions")
 def test_prior_default_and_unknown_kind(likelihood):
     h = random_batch(5, DIM)
     default = numpy(likelihood.make_prior(DIM).log_prob(h))
+    expect(default.shape == (5,), f"log_prob of a (5, {DIM}) batch to have shape (5,)",
+           f"shape {default.shape}", "prior log-density not summed over dimensions.")
     expect(np.allclose(default, logistic_log_density(h), atol=1e-4), "the default prior to be logistic",
            "another density", "kind='logistic' is the default (the NICE paper's prior).")
     with pytest.raises(ValueError):
@@ -248,11 +257,15 @@ def test_logistic_prior_is_finite_far_out(likelihood):
     h = np.array([[100.0, -100.0, 0.0, 30.0], [1e4, -1e4, 5.0, -5.0]], dtype=np.float32)
     got = numpy(prior.log_prob(h))
     expected = logistic_log_density(h)
-    expect(got.shape == (2,) and bool(np.all(np.isfinite(got))) and np.allclose(got, expected, atol=1e-2),
+    expect(got.shape == (2,), f"log_prob of a (2, {DIM}) batch to have shape (2,)", f"shape {got.shape}",
+           "prior log-density not summed over dimensions.")
+    finite = bool(np.all(np.isfinite(got)))
+    expect(finite and np.allclose(got, expected, atol=1e-2),
            f"log p(h) = {expected[0]:.3f} for h = (100, -100, 0, 30) and {expected[1]:.1f} for "
            "h = (1e4, -1e4, 5, -5)", f"{got}",
            "a hand-made prior that overflows: e^100 is inf in float32. Build the prior from TFP's "
-           "logistic distribution (stable), or from a stable log-density.")
+           "logistic distribution (stable), or from a stable log-density." if not finite else
+           "not the standard logistic far out (its log-density falls like -|h|).")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -344,7 +357,8 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
         if value is not None and abs(value - len(x) * expected) < 1e-3 * abs(len(x) * expected):
             likely = "the NLL summed over the batch: return its mean."
         elif value is not None and abs(value + expected) < 1e-3 * max(1.0, abs(expected)):
-            likely = "the mean log-likelihood: return its negative, the NLL you minimise."
+            likely = ("the mean log-likelihood instead of the NLL: the loss is minus the mean "
+                      "log-likelihood, both what you differentiate and what you return.")
         else:
             likely = ("return -mean(log_likelihood), a scalar computed before the step (the loss you "
                       "minimise).")
@@ -502,6 +516,8 @@ def _listed(values) -> str:
                        "test_samples_come_from_the_given_prior")
 def test_samples_match_the_data(parabola_run, likelihood):
     run = parabola_run
+    expect(bool(np.isfinite(run["test_nll"])), "a trained model to sample from",
+           "a training run that ended in NaN", "see the training checks above: fix them first.")
     samples = numpy(likelihood.sample(run["flow"], run["prior"], 5000, seed=0))
     data = run["data"].test[:5000]
     residual = np.median(np.abs(samples[:, 0] - samples[:, 1] ** 2 / 4))

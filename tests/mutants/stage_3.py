@@ -72,7 +72,7 @@ MUTANTS = [
            ((LOSS, "loss = -tf.reduce_sum(log_likelihood(model, prior, x))"),),
            "train_step_returns", "summed over the batch"),
     Mutant("likelihood_returns_log_likelihood", "likelihood", "likelihood.py",
-           (("    return loss\n", "    return -loss\n"),), "train_step_returns", "return its negative"),
+           (("    return loss\n", "    return -loss\n"),), "train_step_returns", "instead of the NLL"),
     Mutant("likelihood_updates_one_variable", "likelihood", "likelihood.py",
            ((APPLY, "optimizer.apply_gradients(zip(grads[-1:], model.trainable_variables[-1:], "
                     "strict=False))"),),
