@@ -34,10 +34,9 @@ def logistic_log_density(h):
     """
     h = as_batch(h, name="h", allow_nan=True)
     # BEGIN SOLUTION: logistic_log_density
-    # > Work with the absolute value of h: the density is symmetric. Rewrite each "log of one
-    # > plus an exponential" so that the only exponential left is of a number <= 0 (TensorFlow's
-    # > softplus is that function, computed stably), then sum over the last axis. No TensorFlow
-    # > Probability here, and no NumPy: stay in TensorFlow operations so that gradients flow.
+    # > Rewrite the formula so that nothing in it can overflow for any h (the page's section
+    # > shows the two facts you need), then sum over the dimensions. No TensorFlow Probability
+    # > here, and no NumPy: stay in TensorFlow operations so that gradients flow.
     a = tf.abs(h)
     return tf.reduce_sum(-a - 2.0 * tf.math.softplus(-a), axis=-1)
     # END SOLUTION
@@ -49,7 +48,8 @@ def make_prior(dim, kind="logistic"):
     ``kind`` "logistic" (the paper's standard logistic, location 0, scale 1) or "gaussian"
     (standard normal). Returns a tfp Distribution with ``event_shape [dim]`` and
     ``batch_shape []``, so that ``log_prob`` of a ``(batch, dim)`` tensor has shape ``(batch,)``:
-    log p_H(h) = sum_d log p(h_d), summed over dimensions.
+    log p_H(h) = sum_d log p(h_d), summed over dimensions. See "The prior" in
+    docs/lessons/3-likelihood.md.
     """
     dim = check_positive_int(dim, "dim")
     check_choice(kind, PRIOR_KINDS, "prior kind")
@@ -70,6 +70,7 @@ def log_likelihood(model, prior, x):
     ``model`` is a stage 2 NICE (``forward`` = f, data -> latent; ``log_det_jacobian()`` the
     scalar sum_d log_scale_d), ``prior`` any distribution over ``(batch, D)`` latents with
     ``log_prob`` of shape ``(batch,)`` (use the one given, whatever its kind), ``x`` ``(batch, D)``.
+    NICE paper, equation 3; see "The change of variables" in docs/lessons/3-likelihood.md.
     """
     x = as_batch(x, model.dim)
     # BEGIN SOLUTION: log_likelihood
@@ -86,7 +87,8 @@ def train_step(model, prior, optimizer, x):
 
         loss = -(1/B) sum_b log p(x_b),   every trainable variable moves along -d loss / d theta
 
-    Returns the batch's mean NLL (a scalar tensor) computed before the step.
+    Returns the batch's mean NLL (a scalar tensor) computed before the step. See "Training" in
+    docs/lessons/3-likelihood.md.
     """
     x = as_batch(x, model.dim)
     # BEGIN SOLUTION: train_step
@@ -105,7 +107,7 @@ def sample(model, prior, n, seed=None):
     """``n`` samples from the model, shape ``(n, D)``: x = f^-1(h) with h ~ p_H drawn from ``prior``
     (the one given, whatever its kind).
 
-    The same integer ``seed`` gives the same samples.
+    The same integer ``seed`` gives the same samples. See "Sampling" in docs/lessons/3-likelihood.md.
     """
     n = check_positive_int(n, "n")
     # An integer seed becomes a stateless seed pair: the same seed, the same samples.
