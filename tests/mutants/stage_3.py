@@ -60,6 +60,9 @@ MUTANTS = [
     Mutant("likelihood_ignores_prior", "likelihood", "likelihood.py",
            ((LOG_LIK, "return make_prior(model.dim).log_prob(h) + model.log_det_jacobian()"),),
            "change_of_variables", "ignores the prior it is given"),
+    Mutant("likelihood_prior_term_averaged", "likelihood", "likelihood.py",
+           ((LOG_LIK, "return prior.log_prob(h) / model.dim + model.log_det_jacobian()"),),
+           "change_of_variables", "averaged over dimensions"),
     Mutant("likelihood_naive_logistic", "likelihood", "likelihood.py",
            ((LOG_LIK, "return tf.reduce_sum(-h - 2.0 * tf.math.log(1.0 + tf.exp(-h)), axis=1)"
                       " + model.log_det_jacobian()"),),
