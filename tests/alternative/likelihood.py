@@ -1,4 +1,6 @@
-"""Alternative stage 3: an int seed passed straight to TFP; a train_step that calls .numpy()."""
+"""Alternative stage 3: the logistic density from softplus on both sides (no absolute value), a
+prior made with tfd.Sample, an int seed passed straight to TFP, a train_step that calls .numpy(),
+and predictions written with more digits."""
 
 import numpy as np
 import tensorflow as tf
@@ -7,9 +9,15 @@ import tensorflow_probability as tfp
 tfd = tfp.distributions
 
 
+def logistic_log_density(h):
+    h = tf.convert_to_tensor(h, dtype=tf.float32)
+    # log p(h) = -softplus(h) - softplus(-h): tf.math.softplus is stable for any h.
+    return tf.reduce_sum(-tf.math.softplus(h) - tf.math.softplus(-h), axis=1)
+
+
 def make_prior(dim, kind="logistic"):
     if kind == "logistic":
-        return tfd.Independent(tfd.Logistic(tf.zeros(dim), 1.0), 1)
+        return tfd.Sample(tfd.Logistic(0.0, 1.0), sample_shape=[dim])
     if kind == "gaussian":
         return tfd.MultivariateNormalDiag(loc=tf.zeros(dim))
     raise ValueError(kind)
@@ -29,3 +37,10 @@ def train_step(model, prior, optimizer, x):
 
 def sample(model, prior, n, seed=None):
     return model.backward(prior.sample(n, seed=seed))
+
+
+ANSWERS = {
+    "untrained_nll_parabola": 8.1399,
+    "untrained_bits_per_dim_digits": 6.167,
+    "uniform_bits_per_dim_digits": float(np.log2(17)),
+}
