@@ -6,8 +6,9 @@ step output: base64 of a JSON object ``{"version": 1, "status": "pass" | "fail" 
 "max_score": M, "tests": [{"name", "status", "score", "message", ...}]}``; it adds up the
 ``score`` of every test and the ``max_score`` of every runner and posts ``Points X/Y`` to the
 classroom. Here a runner is a stage (its ``max_score``: the stage's points in ``points.toml``)
-and a test is a check (its ``score``: the points the check earned). When the results file is
-missing or unreadable (the grading process died) every released stage is reported as an error
+and a test is a check (its ``score``: the points the check earned, dealt out by
+:mod:`nicelab.grader.scores` so that they add up exactly). When the results file is missing or
+unreadable (the grading process died) every released stage is reported as an error
 worth 0 points, with the reason.
 """
 
@@ -20,13 +21,14 @@ import sys
 from pathlib import Path
 
 from nicelab.grader.released import released_stages
+from nicelab.grader.scores import check_scores
 
 VERSION = 1
 
 
-def _test(check: dict) -> dict:
+def _test(check: dict, score: float) -> dict:
     status = "pass" if check["passed"] else ("error" if check.get("outcome") == "error" else "fail")
-    return {"name": f"{check['stage']}: {check['name']}", "status": status, "score": check["points"],
+    return {"name": f"{check['stage']}: {check['name']}", "status": status, "score": score,
             "message": check.get("message", ""), "test_code": check["nodeid"], "filename": "",
             "line_no": 0, "execution_time": f"{check.get('duration', 0.0):.2f}s"}
 
@@ -35,7 +37,8 @@ def stage_result(stage: dict) -> dict:
     """The reporter's object for one stage of a graded submission (a row's ``stages`` entry)."""
     status = "pass" if stage["status"] in ("passed", "no checks") else "fail"
     return {"version": VERSION, "status": status, "max_score": stage["max_points"],
-            "tests": [_test(check) for check in stage["checks"]]}
+            "tests": [_test(check, score)
+                      for check, score in zip(stage["checks"], check_scores(stage), strict=True)]}
 
 
 def error_result(stage: str, max_score: float, reason: str) -> dict:
