@@ -209,7 +209,9 @@ def _docs(write: _Writer, source: Path, open_stage: int, secrets: dict[str, set[
         write.text(rel, "".join(lines))
 
 
-def _pyproject(source: Path) -> str:
+def gated_pyproject(source: Path) -> str:
+    """The project's ``pyproject.toml`` with the release plugin (:mod:`nicelab.grader.released`)
+    in pytest's options, so that ``pytest checks`` knows the stages not released yet."""
     text = (source / "pyproject.toml").read_text()
     marker = 'addopts = "'
     if marker not in text:
@@ -258,7 +260,7 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
     _docs(write, source, open_stage, secrets, handout.redacted)
     write.copy(source / "mkdocs.yml", "mkdocs.yml")
     write.copy(source / ".gitignore", ".gitignore")
-    write.text("pyproject.toml", _pyproject(source))
+    write.text("pyproject.toml", gated_pyproject(source))
 
     stage = STAGE_NAMES[open_stage - 1]
     run_impl = "solutions" if open_stage > TRAINABLE else "lessons"

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Gradescope runs this once, as root on its Ubuntu image, when it builds the autograder
+# (written by `nicelab release gradescope`). It installs Python 3.11 or 3.12 if the image has
+# neither, a virtual environment in $ROOT/venv with the pinned dependencies of
+# requirements.txt, and imports TensorFlow once so that the first submission starts warm.
+set -euo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+export DEBIAN_FRONTEND=noninteractive
+
+PY=""
+for candidate in python3.12 python3.11; do
+    if command -v "$candidate" >/dev/null 2>&1; then PY="$candidate"; break; fi
+done
+if [ -z "$PY" ]; then
+    apt-get update -qq
+    apt-get install -y -qq python3.11 python3.11-venv >/dev/null
+    PY=python3.11
+fi
+if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c "import ensurepip" >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq "$PY-venv" >/dev/null
+fi
+
+"$PY" -m venv "$ROOT/venv"
+"$ROOT/venv/bin/python" -m pip install --quiet --upgrade pip
+"$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements.txt"
+cd "$ROOT/source"
+PYTHONPATH="$ROOT/source" "$ROOT/venv/bin/python" -c "from nicelab.quiet import import_tensorflow; import_tensorflow()"
+echo "nicelab autograder ready: $("$ROOT/venv/bin/python" --version)"
