@@ -155,6 +155,6 @@ def test_shards_merge_into_the_single_run(tmp_path):
     joined = json.loads((tmp_path / "all.json").read_text())
     assert steady(joined) == steady(one_run)
     assert list(joined) == list(one_run) and list(joined["options"]) == list(one_run["options"])
-    assert (tmp_path / "all.csv").read_text() == report.to_csv(joined)
+    assert (tmp_path / "all.csv").read_bytes() == report.to_csv(joined).encode()
     statuses = {row["name"]: row["passed"] for row in joined["submissions"]}
     assert statuses == {"broken_model": False, "complete": True, "partial": False}

@@ -198,10 +198,13 @@ def _docs(write: _Writer, source: Path, open_stage: int, secrets: dict[str, set[
         if stage in closed:
             text, removed = docs_mod.drop_answers(text, stage)
         text, found = docs_mod.redact(text, secrets)
-        lines = []
+        lines, dropping = [], False
         for line in text.splitlines(keepends=True):
-            directive = line.strip().removeprefix(":::").strip()
-            if line.startswith(":::") and directive and not _module_shipped(write.root, directive):
+            if dropping and line.startswith((" ", "\t")):
+                continue  # the options of a directive taken out
+            directive = line.removeprefix(":::").strip() if line.startswith(":::") else ""
+            dropping = bool(directive) and not _module_shipped(write.root, directive)
+            if dropping:
                 line = f"*`{directive}` is an instructor's tool: it is not part of this handout.*\n"
             lines.append(line)
         if removed or found:
