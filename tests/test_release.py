@@ -235,3 +235,19 @@ def test_classroom_workflow_commands_run_here(handouts, tmp_path):
     assert model["status"] == "fail" and sum(t["score"] for t in model["tests"]) == 0
     assert all(t["status"] == "fail" and "Not implemented yet" in t["message"] for t in model["tests"])
     assert "Points 20/40" in done.stderr
+
+
+def test_a_handout_that_would_leak_is_refused_and_removed(tmp_path):
+    source = tmp_path / "course"
+    for folder in ("solutions", "checks", "nicelab", "docs"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("mkdocs.yml", ".gitignore", "pyproject.toml"):
+        shutil.copyfile(ROOT / name, source / name)
+    blocks = BLOCK.findall((SOLUTIONS / "model.py").read_text())
+    forward = next(line.strip() for block in blocks for line in block.splitlines()
+                   if "coupling.forward" in line)
+    (source / "nicelab" / "notes.py").write_text(f'"""Worked example: {forward}"""\n')
+    with pytest.raises(ReleaseError, match=r"nicelab/notes\.py: holds a line of the stage model reference"):
+        release_student(tmp_path / "out", 2, source=source)
+    assert not (tmp_path / "out" / "nicelab" / "notes.py").exists()
+    assert not (tmp_path / "out" / "checks").exists() or not any((tmp_path / "out" / "checks").iterdir())

@@ -16,7 +16,8 @@ What a handout opening stage K holds:
   ``.github/workflows/classroom.yml`` (GitHub Classroom autograding of the released stages).
 
 Last, the whole folder is scanned (:mod:`nicelab.authoring.leaks`): a handout that still quotes a
-reference line of stage K or later is refused (:class:`ReleaseError`, naming file and line).
+reference line of stage K or later is refused (:class:`ReleaseError`, naming file and line) and
+its files are removed again (the student's ``lessons/`` stays).
 """
 
 from __future__ import annotations
@@ -282,6 +283,8 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
 
     found = [leak for rel in sorted(set(write.files)) for leak in leaks.scan_file(out, rel, secrets)]
     if found:
+        for rel in set(write.files) - {f for f in write.files if f.startswith("lessons/")}:
+            (out / rel).unlink(missing_ok=True)  # nothing of a leaking handout is left to hand out
         raise ReleaseError("the handout still quotes reference code of an unreleased stage; fix the "
                            "source, then release again:\n  " + "\n  ".join(map(str, found)))
     handout.files = sorted(write.files)
