@@ -121,8 +121,10 @@ def test_crashing_submission_gets_a_results_file_that_says_so(bundle, tmp_path):
     _in_forward(submission, SEGFAULT)
     document = run_bundle(bundle, tmp_path, submission)
     assert document["output"].startswith("Grading stopped early (crashed)")
-    crashed = [t for t in document["tests"] if "died of SIGSEGV" in t["output"]]
+    crashed = [t for t in document["tests"] if t["output"].endswith("died of SIGSEGV during this check.")]
     assert len(crashed) == 1 and crashed[0]["score"] == 0 and crashed[0]["tags"] == ["coupling"]
+    rest = [t for t in document["tests"] if t["tags"] == ["coupling"] and t not in crashed]
+    assert rest and all(t["output"].startswith("not run: the grading process died of SIGSEGV") for t in rest)
     assert totals(document)[1] == MAX_POINTS
 
 
@@ -147,3 +149,15 @@ def test_run_autograder_writes_a_results_file_when_python_fails(bundle, tmp_path
                    timeout=120, check=True)
     document = json.loads((root / "results" / "results.json").read_text())
     assert document["score"] == 0 and "exit status 3" in document["output"]
+
+
+def test_scores_add_up_to_the_stage_points_exactly():
+    from nicelab.grader.scores import check_max_scores, check_scores
+
+    checks = [{"points": 20 / 18 if i != 4 else 0.0} for i in range(18)]
+    stage = {"points": round(17 * 20 / 18, 4), "max_points": 20.0, "checks": checks}
+    assert sum(check_max_scores(stage)) == 20.0 and sum(reversed(check_max_scores(stage))) == 20.0
+    scores = check_scores(stage)
+    assert scores[4] == 0 and abs(sum(scores) - 17 * 20 / 18) < 1 / 512
+    assert check_scores({"points": 20.0, "max_points": 20.0, "checks": [{"points": 1.0}] * 18}) == \
+        check_max_scores(stage)

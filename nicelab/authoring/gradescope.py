@@ -141,18 +141,19 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
 
 def results(row: dict) -> dict:
     """Gradescope's ``results.json`` from a graded submission's row (``nicelab grade --json``)."""
-    from nicelab.grader.scores import check_scores
+    from nicelab.grader.scores import check_max_scores, check_scores
     from nicelab.grading.report import format_table
 
     tests = []
     for stage in row["stages"]:
-        for check, score in zip(stage["checks"], check_scores(stage), strict=True):
+        scores = zip(stage["checks"], check_scores(stage), check_max_scores(stage), strict=True)
+        for check, score, max_score in scores:
             hidden = bool(check.get("hidden"))
             message = check["message"] or ("passed" if check["passed"] else check["outcome"])
             name = f"{stage['number']} {stage['stage']}: {check['name']}" + (" (hidden)" if hidden else "")
             tests.append({"name": name,
                           "number": f"{stage['number']}.{len(tests) + 1}", "score": score,
-                          "max_score": check["max_points"], "output": message,
+                          "max_score": max_score, "output": message,
                           "status": "passed" if check["passed"] else "failed", "tags": [stage["stage"]],
                           "visibility": "after_published" if hidden else "visible"})
         if not stage["checks"]:  # nothing ran (the submission could not even be copied)
