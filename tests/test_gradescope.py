@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fake_submissions import SEGFAULT, _in_forward
 
-from nicelab.authoring.gradescope import results, write_bundle
+from nicelab.authoring.gradescope import TEMPLATES, results, write_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = '''
@@ -64,6 +64,8 @@ def test_bundle_layout(bundle):
     assert settings["stages"] == ["coupling", "model"] and settings["hidden_checks"] == ["hidden/0-hidden"]
     assert "tensorflow==" in requirements and "tensorflow-probability[tf]==" in requirements
     assert bundle.size < 5 * 2**20
+    for script in ("setup.sh", "run_autograder"):  # valid bash (setup.sh's installs would download)
+        subprocess.run(["bash", "-n", str(TEMPLATES / script)], check=True)
 
 
 def run_bundle(bundle, tmp_path: Path, submission: Path) -> dict:

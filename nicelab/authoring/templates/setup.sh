@@ -8,17 +8,20 @@ ROOT="${AUTOGRADER_ROOT:-/autograder}"
 export DEBIAN_FRONTEND=noninteractive
 
 PY=""
-for candidate in python3.12 python3.11; do
-    if command -v "$candidate" >/dev/null 2>&1; then PY="$candidate"; break; fi
+for candidate in python3.12 python3.11 python3; do  # one that runs and is 3.11 or newer
+    if "$candidate" -c "import sys; sys.exit(sys.version_info < (3, 11))" >/dev/null 2>&1; then
+        PY="$candidate"
+        break
+    fi
 done
 if [ -z "$PY" ]; then
     apt-get update -qq
     apt-get install -y -qq python3.11 python3.11-venv >/dev/null
     PY=python3.11
 fi
-if ! "$PY" -m venv --help >/dev/null 2>&1 || ! "$PY" -c "import ensurepip" >/dev/null 2>&1; then
+if ! "$PY" -c "import ensurepip, venv" >/dev/null 2>&1; then  # Debian and Ubuntu split venv out
     apt-get update -qq
-    apt-get install -y -qq "$PY-venv" >/dev/null
+    apt-get install -y -qq "python$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')-venv" >/dev/null
 fi
 
 "$PY" -m venv "$ROOT/venv"
