@@ -251,3 +251,20 @@ def test_a_handout_that_would_leak_is_refused_and_removed(tmp_path):
         release_student(tmp_path / "out", 2, source=source)
     assert not (tmp_path / "out" / "nicelab" / "notes.py").exists()
     assert not (tmp_path / "out" / "checks").exists() or not any((tmp_path / "out" / "checks").iterdir())
+
+
+def test_classroom_outputs_say_when_grading_died(tmp_path):
+    """No results file (the grading process was killed): every released stage is an error worth 0,
+    with its points as the maximum, in the lines $GITHUB_OUTPUT takes."""
+    from nicelab.grader import classroom
+
+    output = tmp_path / "github_output"
+    assert classroom.main([str(tmp_path / "missing.json"), "--output", str(output)]) == 0
+    results = {name: json.loads(base64.b64decode(value))
+               for name, value in (line.split("=", 1) for line in output.read_text().splitlines())}
+    assert list(results) == list(STAGE_NAMES)  # this repository releases every stage
+    for result in results.values():
+        (test,) = result["tests"]
+        assert result["status"] == "error" and test["score"] == 0
+        assert "grading did not finish" in test["message"]
+    assert results["likelihood"]["max_score"] == 25
