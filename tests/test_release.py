@@ -123,7 +123,7 @@ def test_answers_of_open_stages_are_dropped_and_later_kept():
     assert "a hint" in dropped and "After." in dropped and "comes with the next handout" in dropped
     secret = {"coupling": {"y=x+self.m(x)"}}
     kept, found = redact("Para one.\n\nWrite `y = x + self.m(x)` here.\n\n```python\nok()\n```\n", secret)
-    assert found == ["y=x+self.m(x)"] and "self.m" not in kept and "Para one." in kept and "ok()" in kept
+    assert found == [["y=x+self.m(x)"]] and "self.m" not in kept and "Para one." in kept and "ok()" in kept
 
 
 def run_in(root: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:

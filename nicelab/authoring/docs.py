@@ -91,13 +91,13 @@ def drop_answers(text: str, stage: str) -> tuple[str, int]:
     return "".join(out), removed
 
 
-def redact(text: str, secrets: dict[str, set[str]]) -> tuple[str, list[str]]:
-    """``text`` without the blocks that quote a secret line; the secrets each removed block held."""
+def redact(text: str, secrets: dict[str, set[str]]) -> tuple[str, list[list[str]]]:
+    """``text`` without the blocks that quote a secret line; per removed block, its secrets."""
     out, found = [], []
     for kind, lines in blocks(text):
         hits = find_in_text("".join(lines), secrets) if kind != "blank" else []
         if hits:
-            found += [line for _, line in hits]
+            found.append([line for _, line in hits])
             numbers = sorted({STAGE_NAMES.index(stage) + 1 for stage, _ in hits})
             which = ", ".join(map(str, numbers))
             out.append(_note(lines[0], f"This part quotes the reference of stage {which}: it comes with "
