@@ -72,7 +72,7 @@ class Handout:
         if self.kept_lessons:
             lines.append(f"kept the student's {', '.join(self.kept_lessons)}")
         for page, count in sorted(self.redacted.items()):
-            lines.append(f"{page}: {count} answer block(s) taken out")
+            lines.append(f"{page}: {count} block(s) holding an answer of an unreleased stage taken out")
         return "\n".join(lines)
 
 
