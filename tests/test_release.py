@@ -268,3 +268,29 @@ def test_classroom_outputs_say_when_grading_died(tmp_path):
         assert result["status"] == "error" and test["score"] == 0
         assert "grading did not finish" in test["message"]
     assert results["likelihood"]["max_score"] == 25
+
+
+def make_recipe(root: Path, target: str) -> list[str]:
+    """The command of a Makefile target of the handout, as arguments for this Python (no make:
+    the handout's Makefile would build its own virtual environment first)."""
+    makefile = (root / "Makefile").read_text()
+    impl = re.search(r"^IMPL \?= (\S+)$", makefile, re.M)[1]
+    line = re.search(rf"^{target}: .*\n\t(.+)$", makefile, re.M)[1]
+    for make, here in (("$(BIN)/nicelab", "-m nicelab.cli"), ("$(BIN)/python ", ""), ("$(IMPL)", impl)):
+        line = line.replace(make, here)
+    return line.split()
+
+
+@pytest.mark.slow
+def test_make_run_trains_in_a_handout(handouts, tmp_path):
+    """`make run` trains the released reference once stages 1-3 are out (a 1-epoch run here), and
+    says what to fill in before that, when it trains the student's own stubs."""
+    later = make_recipe(handouts[4].root, "run")
+    assert later[-2:] == ["--impl", "solutions"]
+    done = run_in(handouts[4].root, *later, "--epochs", "1", "--quiet", "--out", str(tmp_path / "run"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "gap" in done.stdout and (tmp_path / "run" / "loss.png").exists()
+    early = make_recipe(handouts[2].root, "run")
+    assert early[-2:] == ["--impl", "lessons"]
+    done = run_in(handouts[2].root, *early, "--epochs", "1", "--quiet", "--out", str(tmp_path / "early"))
+    assert done.returncode == 2 and "not implemented yet - Stage" in done.stderr
