@@ -24,6 +24,7 @@ from pathlib import Path
 
 from nicelab import STAGE_NAMES
 from nicelab.commands import add_impl_argument
+from nicelab.grader import released
 from nicelab.grader import shard as sharding
 
 NEEDS_TENSORFLOW = False  # batch mode never imports it; a single grade imports it in run()
@@ -61,10 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _stages(args: argparse.Namespace) -> tuple[str, ...]:
     """The stages asked for (default: all), less those a student handout has not released."""
-    from nicelab.grader.released import read
-
     stages = tuple(s for s in STAGE_NAMES if s in args.stage) if args.stage else STAGE_NAMES
-    release = read()
+    release = released.read()
     if release is None:
         return stages
     for stage in release.unreleased:
