@@ -18,6 +18,7 @@ COMMANDS = (
     ("stubs", "regenerate lessons/ from the marked blocks in solutions/"),
     ("figures", "make the docs' figures from the reference, deterministically"),
     ("bench", "benchmarks: check-suite speed, training throughput, quality, memory"),
+    ("release", "instructors: a student handout (stage by stage) or a Gradescope autograder"),
 )
 
 

@@ -9,6 +9,11 @@ duration and points (``--points FILE`` sets the points per stage; default
 SUBMISSIONS_DIR --json results.json`` grades a whole class, one process per submission with a
 time limit (``--timeout``) and a memory limit (``--memory-mb``), ``--jobs`` at a time, and
 resumes an interrupted batch (``--regrade`` grades everything again).
+
+A class bigger than one machine: ``--shard I/N`` grades share I of N (by name, the same cut on
+every machine) into its own ``--json part-I.json``; ``nicelab grade merge part-*.json --json
+all.json [--csv all.csv]`` joins the parts into the file one run would have written (see
+:mod:`nicelab.grader.shard`). In a student handout, only its released stages are graded.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 
 from nicelab import STAGE_NAMES
 from nicelab.commands import add_impl_argument
+from nicelab.grader import released
+from nicelab.grader import shard as sharding
 
 NEEDS_TENSORFLOW = False  # batch mode never imports it; a single grade imports it in run()
 
@@ -26,7 +33,8 @@ NEEDS_TENSORFLOW = False  # batch mode never imports it; a single grade imports 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("submissions", nargs="?", type=Path, metavar="SUBMISSIONS_DIR",
                         help="grade a class: every sub-folder is one submission holding the lesson "
-                             "modules (needs --json)")
+                             "modules (needs --json); or `merge PART.json ...` to join shards")
+    parser.add_argument("parts", nargs="*", type=Path, help=argparse.SUPPRESS)
     add_impl_argument(parser)
     parser.add_argument("--stage", action="append", choices=STAGE_NAMES, metavar="NAME",
                         help=f"grade only this stage (repeatable): {', '.join(STAGE_NAMES)}")
@@ -47,10 +55,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "still graded (default: none)")
     parser.add_argument("--regrade", action="store_true",
                         help="batch: grade every submission again instead of resuming")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="batch: grade only share I of N of the submissions (by name), e.g. on "
+                             "machine I of a Slurm array or a CI matrix; join the parts with `merge`")
 
 
 def _stages(args: argparse.Namespace) -> tuple[str, ...]:
-    return tuple(s for s in STAGE_NAMES if s in args.stage) if args.stage else STAGE_NAMES
+    """The stages asked for (default: all), less those a student handout has not released."""
+    stages = tuple(s for s in STAGE_NAMES if s in args.stage) if args.stage else STAGE_NAMES
+    release = released.read()
+    if release is None:
+        return stages
+    for stage in release.unreleased:
+        print(release.verdict(stage))
+    kept = tuple(s for s in stages if s in release.released)
+    if not kept:
+        raise ValueError("none of the stages asked for is released in this handout yet.")
+    return kept
 
 
 def _write(args: argparse.Namespace, document: dict) -> None:
@@ -64,6 +85,20 @@ def _write(args: argparse.Namespace, document: dict) -> None:
         print(f"wrote {args.csv}")
 
 
+def _merge(args: argparse.Namespace) -> int:
+    from nicelab.grading import report
+
+    if args.json is None:
+        raise ValueError("merging needs --json FILE: where the whole class's results go.")
+    if args.json.resolve() in {p.resolve() for p in args.parts}:
+        raise ValueError(f"--json {args.json} is one of the parts: write the merged file elsewhere.")
+    document = sharding.merge(args.parts)
+    _write(args, document)
+    print(report.format_class_table(document))
+    print(f"\nmerged {len(args.parts)} parts: {len(document['submissions'])} submissions")
+    return 0
+
+
 def _batch(args: argparse.Namespace, points) -> int:
     from nicelab.grading import batch, report
 
@@ -75,8 +110,10 @@ def _batch(args: argparse.Namespace, points) -> int:
     limits = batch.Limits(timeout=args.timeout, memory_mb=args.memory_mb,
                           check_timeout=args.check_timeout)
     start = time.perf_counter()
+    shard = sharding.parse(args.shard) if args.shard else None
     document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
-                                 tuple(map(str, args.extra_checks)), limits, points, args.jobs, args.regrade)
+                                 tuple(map(str, args.extra_checks)), limits, points, args.jobs, args.regrade,
+                                 shard=shard)
     print()
     print(report.format_class_table(document))
     print(f"\ngraded in {time.perf_counter() - start:.1f} s; results in {args.json}"
@@ -123,6 +160,13 @@ def _single(args: argparse.Namespace, points) -> int:
 def run(args: argparse.Namespace) -> int:
     from nicelab.grading import report
 
+    if args.submissions is not None and str(args.submissions) == "merge":
+        return _merge(args)
+    if args.parts:
+        raise ValueError(f"grade one folder of submissions, not {len(args.parts) + 1} (to join the parts of "
+                         "a sharded run: nicelab grade merge PART.json ... --json all.json).")
+    if args.shard and args.submissions is None:
+        raise ValueError("--shard grades a share of a class: give the SUBMISSIONS_DIR too.")
     points = report.load_points(args.points)
     if args.submissions is not None:
         return _batch(args, points)

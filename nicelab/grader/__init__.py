@@ -1,3 +1,13 @@
-"""The grader's parts (issue 13's target layout): ``watch`` re-runs a stage's checks whenever a
-lesson file is saved. (The plugin, assertions, runner and batch grading still live in
-``nicelab.checks_plugin``, ``nicelab.checking``, ``nicelab.checkrun`` and ``nicelab.grading``.)"""
+"""The grader's parts (issue 13's target layout).
+
+* :mod:`nicelab.grader.watch` - ``nicelab watch``: re-run a stage's checks whenever a lesson file
+  is saved.
+* :mod:`nicelab.grader.released` - which stages a handout releases (``nicelab-release.toml``),
+  and the pytest plugin that says "not released yet" for the others.
+* :mod:`nicelab.grader.shard` - ``nicelab grade SUBS --shard I/N`` and ``nicelab grade merge``.
+* :mod:`nicelab.grader.classroom` - the results of ``nicelab grade --json`` in the form GitHub
+  Classroom's autograding reporter reads.
+
+(The plugin, assertions, runner and batch grading still live in ``nicelab.checks_plugin``,
+``nicelab.checking``, ``nicelab.checkrun`` and ``nicelab.grading``.)
+"""

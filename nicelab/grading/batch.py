@@ -44,6 +44,7 @@ from pathlib import Path
 
 from nicelab import STAGE_NAMES
 from nicelab.checkrun import CheckResult, stage_of_file
+from nicelab.grader import shard as sharding
 from nicelab.grading import report
 
 #: The largest submission copied for grading (all its files together).
@@ -441,11 +442,11 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                 stages: tuple[str, ...] = STAGE_NAMES, extra_dirs: tuple[str, ...] = (),
                 limits: Limits | None = None, points: report.Points | None = None,
                 jobs: int | None = None, regrade: bool = False,
-                log: Callable[[str], None] = print) -> dict:
+                log: Callable[[str], None] = print, shard: tuple[int, int] | None = None) -> dict:
     """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
     results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
     results file, unchanged and graded with the same stages and hidden checks, are skipped
-    unless ``regrade``."""
+    unless ``regrade``. ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.shard`)."""
     limits = limits or Limits()
     points = points or report.load_points()
     jobs = max(1, jobs or os.cpu_count() or 1)
@@ -458,6 +459,9 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                "extra_checks": list(extra_dirs), "jobs": jobs,
                "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
                           "output_kb": limits.output_kb, "file_mb": limits.file_mb}}
+    if shard:
+        options["shard"] = sharding.options(subs, *shard)
+        subs = sharding.share(subs, *shard)
     previous = None if regrade else load_results(json_path)
     document = report.new_document(points, options)
     if previous:

@@ -1,0 +1,160 @@
+"""``nicelab grade SUBS --shard I/N`` and ``nicelab grade merge``: the shares cover a class
+exactly once, the same cut on every machine; the merge of the parts is the file one run over
+the whole class writes, and parts that do not belong together are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fake_submissions import make_class
+
+from nicelab.grader import shard
+from nicelab.grading import report
+
+ROOT = Path(__file__).resolve().parents[1]
+POINTS = report.Points({"coupling": 20.0, "model": 10.0})
+
+
+def test_parse():
+    assert shard.parse("2/5") == (2, 5) and shard.parse(" 1 / 1 ") == (1, 1)
+    for bad in ("0/3", "4/3", "2", "a/b", "-1/3"):
+        with pytest.raises(ValueError, match="--shard"):
+            shard.parse(bad)
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 40])
+def test_shares_cover_the_class_exactly_once(count):
+    subs = [(f"student{i:03d}", Path(f"/class/student{i:03d}")) for i in (5, 1, 33, 2, 17, 8, 21, 13, 3, 34)]
+    shares = [shard.share(subs, i, count) for i in range(1, count + 1)]
+    names = [name for part in shares for name, _ in part]
+    assert sorted(names) == sorted(name for name, _ in subs)  # each exactly once
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1  # as even as the class allows
+    again = [shard.share(list(reversed(subs)), i, count) for i in range(1, count + 1)]
+    assert shares == again  # whatever order the folder lists them in
+
+
+def document(names, index=None, count=None, class_names=None, **options) -> dict:
+    options = {"submissions_dir": "/class", "stages": ["coupling", "model"], "extra_checks": [], "jobs": 2,
+               "limits": {"timeout": 600.0}, **options}
+    doc = report.new_document(POINTS, options)
+    if index:
+        subs = [(n, Path(n)) for n in class_names]
+        doc["options"]["shard"] = shard.options(subs, index, count)
+    doc["submissions"] = [{"name": n, "points": 1.0, "stages": []} for n in names]
+    return doc
+
+
+def write(tmp_path: Path, name: str, doc: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(report.to_json(doc))
+    return path
+
+
+CLASS = ["ann", "bob", "cy", "dee", "eve"]
+
+
+def parts(tmp_path, count=2, **options) -> list[Path]:
+    subs = [(n, Path(n)) for n in CLASS]
+    docs = [document([n for n, _ in shard.share(subs, i, count)], i, count, CLASS, **options)
+            for i in range(1, count + 1)]
+    return [write(tmp_path, f"part-{i}.json", doc) for i, doc in enumerate(docs, start=1)]
+
+
+def test_merge_joins_the_parts_in_name_order(tmp_path):
+    paths = parts(tmp_path, 3)
+    merged = shard.merge(list(reversed(paths)))
+    assert [row["name"] for row in merged["submissions"]] == CLASS
+    assert "shard" not in merged["options"]
+    single = document(CLASS)
+    assert merged["options"] == single["options"] and merged["points"] == single["points"]
+    assert list(merged) == list(single)  # the same keys in the same order as one run's file
+
+
+def test_merge_refuses_parts_that_do_not_belong_together(tmp_path):
+    one, two = parts(tmp_path)
+    (tmp_path / "x").mkdir()
+    other_stages = parts(tmp_path / "x", stages=["coupling"])
+    with pytest.raises(shard.MergeError, match="other options.*stages"):
+        shard.merge([one, other_stages[1]])
+    doc = json.loads(two.read_text())
+    doc["points"]["stages"]["model"] = 99.0
+    with pytest.raises(shard.MergeError, match="other points"):
+        shard.merge([one, write(tmp_path, "points.json", doc)])
+    with pytest.raises(shard.MergeError, match="share 2/2 is missing"):
+        shard.merge([one])
+    with pytest.raises(shard.MergeError, match="both share 1/2"):
+        shard.merge([one, one])
+    unfinished = json.loads(two.read_text())
+    unfinished["submissions"].pop()
+    with pytest.raises(shard.MergeError, match="finish it"):
+        shard.merge([one, write(tmp_path, "unfinished.json", unfinished)])
+    plain = document(CLASS)
+    with pytest.raises(shard.MergeError, match="not graded with --shard"):
+        shard.merge([one, write(tmp_path, "plain.json", plain)])
+    other_class = document(["ann", "bob"], 2, 2, [*CLASS, "zed"])
+    with pytest.raises(shard.MergeError, match="another class"):
+        shard.merge([one, write(tmp_path, "other.json", other_class)])
+    jobs = json.loads(two.read_text())
+    jobs["options"]["jobs"] = 16  # how many at a time on one machine is not an option of the grading
+    assert len(shard.merge([one, write(tmp_path, "jobs.json", jobs)])["submissions"]) == len(CLASS)
+
+
+def nicelab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
+    return subprocess.run([sys.executable, "-m", "nicelab.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=1500)
+
+
+def test_merge_command_refuses_with_one_line(tmp_path):
+    one, _ = parts(tmp_path)
+    done = nicelab("grade", "merge", str(one), "--json", str(tmp_path / "all.json"))
+    assert done.returncode == 2 and "share 2/2 is missing" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "all.json").exists()
+
+
+#: What differs between two gradings of the same submission: clocks and resource use.
+VOLATILE = {"created", "updated", "graded_at", "wall_time", "duration", "peak_memory_mb", "output_bytes",
+            "output_excerpt"}
+
+
+def steady(value):
+    if isinstance(value, dict):
+        return {k: steady(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [steady(v) for v in value]
+    return value
+
+
+@pytest.mark.slow
+def test_shards_merge_into_the_single_run(tmp_path):
+    make_class(tmp_path / "all")
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for name in ("complete", "partial", "broken_model"):  # a small class: grading costs ~10-20 s each
+        (tmp_path / "all" / name).rename(subs / name)
+    common = ["--stage", "coupling", "--stage", "model", "--jobs", "2", "--timeout", "600"]
+    single = nicelab("grade", str(subs), "--json", str(tmp_path / "single.json"), *common)
+    assert single.returncode == 0, single.stderr[-3000:]
+    part_files = []
+    for i in (1, 2):
+        part = tmp_path / f"part-{i}.json"
+        done = nicelab("grade", str(subs), "--shard", f"{i}/2", "--json", str(part), *common)
+        assert done.returncode == 0, done.stderr[-3000:]
+        part_files.append(part)
+    names = [[row["name"] for row in json.loads(p.read_text())["submissions"]] for p in part_files]
+    assert names == [["broken_model", "partial"], ["complete"]]
+    merged = nicelab("grade", "merge", *map(str, part_files), "--json", str(tmp_path / "all.json"),
+                     "--csv", str(tmp_path / "all.csv"))
+    assert merged.returncode == 0, merged.stderr[-3000:]
+    one_run = json.loads((tmp_path / "single.json").read_text())
+    joined = json.loads((tmp_path / "all.json").read_text())
+    assert steady(joined) == steady(one_run)
+    assert list(joined) == list(one_run) and list(joined["options"]) == list(one_run["options"])
+    assert (tmp_path / "all.csv").read_bytes() == report.to_csv(joined).encode()
+    statuses = {row["name"]: row["passed"] for row in joined["submissions"]}
+    assert statuses == {"broken_model": False, "complete": True, "partial": False}
