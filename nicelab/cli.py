@@ -16,6 +16,7 @@ COMMANDS = (
     ("grade", "run the checks and print a progress table (or grade a class)"),
     ("stubs", "regenerate lessons/ from the marked blocks in solutions/"),
     ("figures", "make the docs' figures from the reference, deterministically"),
+    ("notebooks", "generate notebooks/*.ipynb from notebooks/src/ (--check, --run)"),
     ("bench", "benchmarks: check-suite speed, training throughput, quality, memory"),
 )
 

@@ -7,7 +7,8 @@ arrays; :func:`nicelab.data.load` wraps them in a :class:`nicelab.data.Dataset`.
 * ``moons``: scikit-learn's two interleaving half circles (``make_moons``), noise 0.08, scaled
   by 2 and centred, so the points span about [-3, 3] x [-1.5, 1.5].
 * ``rings``: three concentric circles of radii 1, 2 and 3, as many points per unit of length
-  on each (so the outer ring holds half the points), radial noise N(0, 0.1^2).
+  on each (so the outer ring holds half the points), radial noise N(0, 0.1^2), denser towards
+  the upper right.
 * ``gaussian_grid``: an equal mixture of 9 isotropic Gaussians, std 0.3, centred on the
   3 x 3 grid {-2, 0, 2}^2. Its components barely overlap, so its differential entropy is
   close to log 9 + log(2 pi e 0.3^2) = 2.627 nats (:data:`GAUSSIAN_GRID_ENTROPY`, exact to
@@ -47,14 +48,21 @@ def moons(n: int, seed: int | None = None) -> np.ndarray:
 def rings(n: int, seed: int | None = None) -> np.ndarray:
     """``n`` points on concentric rings (radii :data:`RING_RADII`), shape ``(n, 2)``, float32.
 
-    A ring is chosen with probability proportional to its radius; the angle is uniform and the
-    radius gets N(0, 0.1^2) noise.
+    A ring is chosen with probability proportional to its radius and the radius gets
+    N(0, 0.1^2) noise. The angle has density proportional to 1 + 0.5 cos(theta - pi / 4)
+    (denser towards the upper right): perfectly symmetric rings would sit at a saddle point of
+    a fresh NICE, whose couplings start as the identity, and never train.
     """
     n = check_positive_int(n, "n")
     rng = np.random.default_rng(seed)
     radii = np.asarray(RING_RADII)
     radius = rng.choice(radii, size=n, p=radii / radii.sum()) + rng.normal(0.0, 0.1, size=n)
-    angle = rng.uniform(0.0, 2 * np.pi, size=n)
+    angle = np.empty(0)
+    while len(angle) < n:  # rejection sampling of the angle
+        proposal = rng.uniform(0.0, 2 * np.pi, size=2 * n)
+        accept = rng.uniform(size=2 * n) * 1.5 < 1 + 0.5 * np.cos(proposal - np.pi / 4)
+        angle = np.concatenate([angle, proposal[accept]])
+    angle = angle[:n]
     return np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=1).astype(np.float32)
 
 

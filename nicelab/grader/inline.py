@@ -58,7 +58,8 @@ def _summary(results) -> str:
 def check(*stages: str, impl: str | None = None, keyword: str | None = None, out=None) -> Verdicts:
     """Run the checks of ``stages`` (names like ``"coupling"``; all five when none are given) on
     ``impl`` (default: ``$NICELAB_IMPL`` or ``lessons``), print the verdicts and return them
-    (:class:`Verdicts`, a list of :class:`nicelab.checkrun.CheckResult`); raise :class:`ChecksFailed` unless all passed.
+    (:class:`Verdicts`, a list of :class:`nicelab.checkrun.CheckResult`); raise
+    :class:`ChecksFailed` unless all passed.
 
     ``keyword``: only the checks whose name matches (pytest's ``-k``).
     """

@@ -114,7 +114,8 @@ randomize(other.trainable_variables, seed=2, scale=0.3)
 z = other.forward(y).numpy()
 
 fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-for ax, points, title in zip(axes, (moons, y, z), ("x", "after parity 0", "after parity 0, then 1")):
+titles = ("x", "after parity 0", "after parity 0, then 1")
+for ax, points, title in zip(axes, (moons, y, z), titles, strict=True):
     ax.scatter(*points.T, s=2, c=moons[:, 0], cmap="viridis")
     ax.set_title(title)
 plt.show()

@@ -80,7 +80,7 @@ for i, layer in enumerate(nice.couplings):
 steps.append(("h = scale(...)", h * np.exp(nice.log_scale.numpy())))
 
 fig, axes = plt.subplots(1, len(steps), figsize=(3 * len(steps), 3))
-for ax, (title, points) in zip(axes, steps):
+for ax, (title, points) in zip(axes, steps, strict=True):
     ax.scatter(*points.T, s=1, c=moons[:, 0], cmap="viridis")
     ax.set_title(title, fontsize=9)
 plt.show()

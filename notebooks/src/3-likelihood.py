@@ -44,7 +44,6 @@ EPOCHS = int(os.environ.get("NICELAB_NB_EPOCHS", "30"))  # training epochs per r
 
 import dataclasses
 
-import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 from IPython.display import Image, display
@@ -122,8 +121,8 @@ print("by parts:      ", np.round(by_parts.numpy(), 4))
 
 # %%
 for name in toy.NAMES:
-    fit(name)
+    _ = fit(name)
 
 # %%
-fit("moons", prior="logistic")
-fit("moons", num_couplings=2)
+logistic = fit("moons", prior="logistic")
+two_couplings = fit("moons", num_couplings=2)
