@@ -151,7 +151,7 @@ def execute(path: Path, env: dict[str, str] | None = None, timeout: float = 600.
 
     notebook = nbformat.read(path, as_version=4)
     saved = dict(os.environ)
-    os.environ.update(env or {})  # the kernel inherits this process's environment
+    os.environ.update({"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})  # the kernel inherits it
     client = NotebookClient(notebook, timeout=int(cell_timeout or timeout), kernel_name="python3",
                             resources={"metadata": {"path": str(Path(path).parent)}})
     start = time.perf_counter()
