@@ -66,3 +66,15 @@ def test_bad_names_and_sizes_are_clear_errors():
         toy.splits("spiral")
     with pytest.raises(ValueError, match="n must be an integer"):
         toy.rings(0)
+
+
+def test_commands_take_the_toy_sets_as_2d_data():
+    from nicelab.cli import build_parser
+    from nicelab.commands import inpaint, outliers
+
+    assert build_parser()[0].parse_args(["train", "rings"]).data == "rings"
+
+    for name in toy.NAMES:
+        assert name in inpaint.TWO_D and name in outliers.TWO_D
+    known = inpaint.make_masks("x2", 5, 2, None, np.random.default_rng(0))
+    assert known.shape == (5, 2) and known[:, 0].all() and not known[:, 1].any()
