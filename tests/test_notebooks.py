@@ -203,3 +203,35 @@ def test_notebook_stops_in_its_check_cell_on_the_stubs(name, run_env):
     check_cell = next(c.source for c in nbformat.read(path, as_version=4).cells
                       if "check" in c.metadata.get("tags", []))
     assert check_cell in str(caught.value), "the notebook failed before or after its check cell"
+
+
+@pytest.mark.slow
+def test_setup_cells_reload_an_edited_lesson_module(tmp_path):
+    """The notebooks' setup finds the project above the notebook's folder and imports its
+    lessons/ with autoreload on: a lesson module edited after the import runs its new code in
+    the next cell, with no restart."""
+    from nbclient import NotebookClient
+
+    project = tmp_path / "course"
+    (project / "notebooks").mkdir(parents=True)
+    (project / "lessons").mkdir()
+    (project / "lessons" / "__init__.py").write_text("")
+    module = project / "lessons" / "coupling.py"
+    module.write_text("def answer():\n    return 1\n")
+    colab, setup = ("".join(c["source"]) for c in code_cells("1-coupling")[:2])
+    cells = [colab, setup, "print('first', coupling.answer())",
+             f"from pathlib import Path\nPath({str(module)!r}).write_text('def answer():\\n    return 2\\n')",
+             "print('second', coupling.answer())"]
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NICELAB_IMPL": "lessons", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    saved = dict(os.environ)
+    os.environ.update(env)
+    try:
+        NotebookClient(notebook, timeout=240, kernel_name="python3",
+                       resources={"metadata": {"path": str(project / "notebooks")}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    text = "".join(o.get("text", "") for c in notebook.cells for o in c.get("outputs", []))
+    assert f"using {module}" in text
+    assert "first 1" in text and "second 2" in text

@@ -215,7 +215,8 @@ grid of Gaussians, whose entropy, about 2.627 nats, is the floor for the test NL
 nicelab train moons --impl solutions
 ```
 
-Trained with the reference and the presets (`nicelab train NAME --impl solutions`):
+Trained with the reference and the data sets' presets (these figures come from
+`nicelab train NAME --impl solutions --out docs/figures/NAME`):
 
 ![Two moons: data and the density NICE learned](figures/moons/density.png)
 
