@@ -219,12 +219,21 @@ Trained with the reference and the data sets' presets (these figures come from
 `nicelab train NAME --impl solutions --out docs/figures/NAME`):
 
 ![Two moons: data and the density NICE learned](figures/moons/density.png)
+![Two moons: data and samples](figures/moons/samples.png)
 
 ![Rings: data and the density NICE learned](figures/rings/density.png)
+![Rings: data and samples](figures/rings/samples.png)
 
 ![Grid of Gaussians: data and the density NICE learned](figures/gaussian_grid/density.png)
+![Grid of Gaussians: data and samples](figures/gaussian_grid/samples.png)
 
-A volume-preserving stack of additive couplings bends space one coordinate at a time, so
-separated pieces (the grid's modes, the rings' gaps) come out joined by thin bridges of
-density: more couplings, or the affine couplings of later flows (RealNVP), close them.
+Each figure's folder has the run's `result.json` (test NLL; for the grid, the gap to its
+entropy). A volume-preserving stack of additive couplings bends space one coordinate at a
+time, so pieces the data keeps apart (the grid's modes, the rings' gaps) come out joined by thin
+bridges of density, and the density shows creases where a coupling network's ReLUs switch.
+More couplings help a little; the affine couplings of later flows (RealNVP) help more.
+
+The rings are denser towards the upper right on purpose: perfectly symmetric rings sit at a
+saddle point of a fresh NICE (its couplings start as the identity, and by symmetry no shift
+gets a gradient), and a model started there never learns them.
 """
