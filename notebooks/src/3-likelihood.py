@@ -52,12 +52,13 @@ import nicelab
 from nicelab import data, plots
 from nicelab.config import PRESETS
 from nicelab.core import toy
+from nicelab.runs import runs_dir
 from nicelab.training import mean_nll, train
 
 # %matplotlib inline
 modules = {stage: importlib.import_module(f"{IMPL}.{stage}") for stage in ("coupling", "model", "likelihood")}
 likelihood = modules["likelihood"]
-OUT = Path("runs") / "notebooks" / "3-likelihood"
+OUT = runs_dir() / "notebooks" / "3-likelihood"  # runs/ (or $NICELAB_RUNS)
 print(f"using {likelihood.__file__}; figures go to {OUT}")
 
 # %% [markdown]
