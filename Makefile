@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test checks grade docs serve fixtures figures stubs bench lint clean
+.PHONY: run test checks grade docs serve fixtures figures stubs notebooks bench lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ grade: $(STAMP)
 stubs: $(STAMP)  ## regenerate lessons/ from the marked blocks in solutions/ (never overwrites your edits)
 	$(BIN)/nicelab stubs
 
+notebooks: $(STAMP)  ## regenerate notebooks/*.ipynb and docs/notebooks.md from notebooks/src/
+	$(BIN)/nicelab notebooks
+
 fixtures: $(STAMP)  ## the reference models the stage 4-5 checks use, shipped in nicelab/pretrained/
 	$(BIN)/python -m nicelab.fixtures
 
@@ -44,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/nicelab bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check nicelab solutions lessons checks tests
+	$(BIN)/ruff check nicelab solutions lessons checks tests notebooks
 
 clean:
 	rm -rf $(VENV) site runs .nicelab-cache

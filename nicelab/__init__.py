@@ -20,3 +20,13 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("outliers", "Stage 5 - outlier detection"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
+
+
+def __getattr__(name: str):
+    """``nicelab.check`` (:func:`nicelab.grader.inline.check`), imported on first use so that
+    ``import nicelab`` stays free of pytest and TensorFlow."""
+    if name == "check":
+        from nicelab.grader.inline import check
+
+        return check
+    raise AttributeError(f"module 'nicelab' has no attribute {name!r}")

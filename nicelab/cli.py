@@ -17,6 +17,7 @@ COMMANDS = (
     ("watch", "re-run a stage's checks every time you save a lesson file"),
     ("stubs", "regenerate lessons/ from the marked blocks in solutions/"),
     ("figures", "make the docs' figures from the reference, deterministically"),
+    ("notebooks", "generate notebooks/*.ipynb from notebooks/src/ (--check, --run)"),
     ("bench", "benchmarks: check-suite speed, training throughput, quality, memory"),
     ("release", "instructors: a student handout (stage by stage) or a Gradescope autograder"),
 )

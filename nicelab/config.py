@@ -32,5 +32,8 @@ PRESETS: dict[str, TrainConfig] = {
     "fashion_mnist": TrainConfig(epochs=30, batch_size=256, learning_rate=1e-3,
                                  hidden_units=256, hidden_layers=4, prior="logistic", patience=5),
 }
-
-
+# The 2-D toy sets of nicelab.core.toy (notebooks and `nicelab train moons`): more and wider
+# couplings than the parabola's, since their shapes need more bending (6 x 64 at lr 3e-3 left
+# the rings a blur and the grid's modes smeared: docs/notebooks.md shows this preset's figures).
+PRESETS.update({name: TrainConfig(epochs=80, num_couplings=8, hidden_units=128, learning_rate=1e-3,
+                                  prior="gaussian") for name in ("moons", "rings", "gaussian_grid")})

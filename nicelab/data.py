@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from nicelab.core import toy
 from nicelab.validate import check_choice, check_positive_int
 
 #: Exact differential entropy of the parabola in raw units: the lowest expected NLL possible.
 PARABOLA_ENTROPY = math.log(2 * math.pi * math.e) + math.log(4.0)
 
 DATASETS = ("parabola", "digits", "mnist", "fashion_mnist")
+DATASETS += toy.NAMES  # two moons, rings, a grid of Gaussians: nicelab.core.toy
 DATA_SEED = 20141030  # NICE's arXiv submission date: the splits never change
 
 
@@ -106,6 +108,8 @@ def load(name: str, **kwargs) -> Dataset:
         return load_parabola(**kwargs)
     if name == "digits":
         return load_digits(**kwargs)
+    if name in toy.NAMES:
+        return Dataset(name, *toy.splits(name, **kwargs), entropy=toy.ENTROPIES.get(name))
     from nicelab import mnist  # noqa: PLC0415 - only MNIST needs Keras' loaders
 
     return mnist.load(name, **kwargs)

@@ -60,9 +60,10 @@ def _parabola_figure(arrays: dict, masks, n: int, data, path: Path) -> Path:
                    color="tab:blue", label="start")
         ax.scatter(arrays["result"][rows][:500, 0], arrays["result"][rows][:500, 1], s=4, alpha=0.7,
                    color="tab:orange", label="inpainted")
-        ax.plot(curve ** 2 / 4, curve, color="k", lw=0.8, label="x1 = x2^2 / 4")
-        ax.set_xlim(-4, 30)
-        ax.set_ylim(-13, 13)
+        if data.name == "parabola":
+            ax.plot(curve ** 2 / 4, curve, color="k", lw=0.8, label="x1 = x2^2 / 4")
+            ax.set_xlim(-4, 30)
+            ax.set_ylim(-13, 13)
         ax.set_xlabel("x1")
         ax.set_ylabel("x2")
         ax.set_title(f"{kind} hidden, the other observed")

@@ -17,10 +17,12 @@ import argparse
 import json
 
 from nicelab.commands import add_data_argument, add_impl_argument, data_name
+from nicelab.core.toy import NAMES as TOY_NAMES
 from nicelab.stagerun import add_model_arguments
 
 IMAGE_MASKS = ("top", "bottom", "left", "right", "centre", "random25", "random50", "random75", "random90")
-PARABOLA_MASKS = ("x1", "x2")
+PARABOLA_MASKS = ("x1", "x2")  # for every 2-D data set: the parabola and the toy sets
+TWO_D = ("parabola", *TOY_NAMES)
 #: Candidate step sizes (alpha_0), the paper's first; --step-size overrides the choice.
 STEP_SIZES = (0.1, 0.03, 0.01, 0.003, 0.001)
 
@@ -144,13 +146,13 @@ def run(args: argparse.Namespace) -> int:
     from nicelab.validate import check_choice, check_positive_int
 
     name = data_name(args)
-    masks = tuple(args.masks or (PARABOLA_MASKS if name == "parabola" else IMAGE_MASKS))
+    masks = tuple(args.masks or (PARABOLA_MASKS if name in TWO_D else IMAGE_MASKS))
     for kind in masks:
-        check_choice(kind, PARABOLA_MASKS if name == "parabola" else IMAGE_MASKS, f"mask kind for {name}")
+        check_choice(kind, PARABOLA_MASKS if name in TWO_D else IMAGE_MASKS, f"mask kind for {name}")
     check_positive_int(args.steps, "--steps", minimum=0)
     check_positive_int(args.show, "--show")
     modules, data, trained, out = stagerun.load(args, ("inpainting",), name)
-    default_n = {"parabola": 2000, "digits": len(data.test)}.get(name, 100)
+    default_n = {"digits": len(data.test), **dict.fromkeys(TWO_D, 2000)}.get(name, 100)
     n = min(len(data.test), check_positive_int(args.examples or default_n, "--examples"))
     step_size, scores = args.step_size, []
     if step_size is not None and not step_size > 0:

@@ -19,6 +19,7 @@ import argparse
 import json
 
 from nicelab.commands import add_data_argument, add_impl_argument, data_name
+from nicelab.core.toy import NAMES as TOY_NAMES
 from nicelab.stagerun import add_model_arguments
 
 #: Levels per kind: noise std (pixels in [0, 1], parabola raw units), degrees, fractions.
@@ -28,7 +29,8 @@ LEVELS = {
     "contrast": (0.1, 0.2, 0.4, 0.6, 0.8, 1.0),
     "morph": (0.1, 0.2, 0.4, 0.6, 0.8, 1.0),
 }
-PARABOLA_LEVELS = {"noise": (0.25, 0.5, 1.0, 2.0, 4.0)}
+PARABOLA_LEVELS = {"noise": (0.25, 0.5, 1.0, 2.0, 4.0)}  # every 2-D set: parabola and toy sets
+TWO_D = ("parabola", *TOY_NAMES)
 #: The level of each kind shown in the histograms and the ROC / precision-recall curves.
 SHOWN = {"noise": 0.05, "rotate": 15, "contrast": 0.4, "morph": 0.4}
 TYPICALITY_BATCH = 10
@@ -119,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     from nicelab.validate import check_choice, check_positive_int
 
     name = data_name(args)
-    levels = PARABOLA_LEVELS if name == "parabola" else LEVELS
+    levels = PARABOLA_LEVELS if name in TWO_D else LEVELS
     kinds = tuple(args.kinds or levels)
     for kind in kinds:
         check_choice(kind, tuple(levels), f"corruption kind for {name}")
@@ -153,7 +155,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"kind": kind, "level": level, "mean_log_lik": float(np.mean(ll)),
                          "precision": precision, "recall": recall, "auroc": auroc})
             lls[(kind, level)] = (ll, corrupted)
-        pick = SHOWN.get(kind) if name != "parabola" else 1.0
+        pick = SHOWN.get(kind) if name not in TWO_D else 1.0
         if pick not in levels[kind]:
             pick = levels[kind][len(levels[kind]) // 2]
         shown[kind] = (pick, lls[(kind, pick)][0])

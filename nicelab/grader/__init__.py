@@ -7,6 +7,7 @@
 * :mod:`nicelab.grader.shard` - ``nicelab grade SUBS --shard I/N`` and ``nicelab grade merge``.
 * :mod:`nicelab.grader.classroom` - the results of ``nicelab grade --json`` in the form GitHub
   Classroom's autograding reporter reads.
+* :mod:`nicelab.grader.inline` - ``nicelab.check(stage)``: the checks run from a notebook cell.
 
 (The plugin, assertions, runner and batch grading still live in ``nicelab.checks_plugin``,
 ``nicelab.checking``, ``nicelab.checkrun`` and ``nicelab.grading``.)
