@@ -10,6 +10,7 @@ What a handout opening stage K holds:
   ``pytest checks`` and ``nicelab grade`` say "not released yet" for the later stages;
 * ``nicelab/`` - the package, without the instructor's tools that hold or run the full reference
   (benchmarks, figure making, this package; the stage 4-5 fixtures while stages 1-3 are open);
+* ``notebooks/`` - the notebooks (``*.ipynb``, which hold no answers) and their sources;
 * ``docs/`` and ``mkdocs.yml`` - the site, with the answers of stages K and later taken out
   (:mod:`nicelab.authoring.docs`) and API pages of modules left out turned into a note;
 * ``README.md``, ``Makefile`` (``make run``, ``make test``), ``pyproject.toml`` and
@@ -41,7 +42,8 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 MANIFEST = ".nicelab-release-files.json"
 #: Parts of nicelab a handout never holds: instructor tools that hold or run the whole reference.
 ALWAYS_LEFT_OUT = ("nicelab/bench", "nicelab/authoring", "nicelab/commands/bench.py",
-                   "nicelab/commands/release.py", "nicelab/figures.py", "nicelab/commands/figures.py")
+                   "nicelab/commands/release.py", "nicelab/commands/notebooks.py", "nicelab/figures.py",
+                   "nicelab/commands/figures.py")
 #: Left out while stage 3 or earlier is open: they train and ship the reference of stages 1-3.
 FIXTURES = ("nicelab/fixtures.py", "nicelab/pretrained")
 #: The stage whose reference ``make run`` needs: stages 1-3 make a trainable NICE.
@@ -262,6 +264,9 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
     idioms = set().union(*(leaks.code_lines(code) for code in checks_code))
     secrets = {stage: lines - idioms for stage, lines in secrets.items()}
     _docs(write, source, open_stage, secrets, handout.redacted)
+    for path in sorted((source / "notebooks").rglob("*")):
+        if path.is_file() and path.suffix in (".ipynb", ".py") and "__pycache__" not in path.parts:
+            write.copy(path, path.relative_to(source).as_posix())
     write.copy(source / "mkdocs.yml", "mkdocs.yml")
     write.copy(source / ".gitignore", ".gitignore")
     write.text("pyproject.toml", gated_pyproject(source))
