@@ -223,7 +223,8 @@ def test_steps_follow_the_schedule(inpainting):
         ("a constant step: alpha_i = step_size * 100 / (100 + i) shrinks with i; the step must follow it.",
          ascend(x, known, gradient, steps, step_size, alphas=lambda i: step_size)),
         ("the paper's 10 / (100 + i) whatever step_size is: alpha_i = step_size * 100 / (100 + i), so that "
-         "alpha_0 = step_size.", ascend(x, known, gradient, steps, step_size, alphas=lambda i: 10 / (100 + i))),
+         "alpha_0 = step_size.",
+         ascend(x, known, gradient, steps, step_size, alphas=lambda i: 10 / (100 + i))),
         ("the schedule off by one: the first step is i = 0, with alpha_0 = step_size.",
          ascend(x, known, gradient, steps, step_size, alphas=lambda i: schedule(step_size, i + 1))),
         ("one step too few or too many: take exactly `steps` steps, i = 0, ..., steps - 1.",
