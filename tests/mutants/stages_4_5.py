@@ -13,6 +13,12 @@ CLIP = "stepped = tf.clip_by_value(stepped, bounds[0], bounds[1])"
 SCHEDULE = "alpha = step_size * 100.0 / (100.0 + i)"
 EPS = "eps = noise * rng.standard_normal(x.shape).astype(np.float32) if noise else no_noise"
 RETURN = "return np.asarray(z, dtype=np.float32)"
+PARTS = "part_a, part_b = valid[order[: len(valid) // 2]], valid[order[len(valid) // 2:]]"
+ENTROPY = "entropy = float(-np.mean(part_a))"
+BATCHES = "batches = rng.choice(part_b, size=(TYPICALITY_BATCHES, int(batch_size)), replace=True)"
+STATISTIC = "statistic = np.abs(-batches.mean(axis=1) - entropy)"
+EPSILON = "return entropy, float(np.quantile(statistic, 1 - false_alarm_rate))"
+FLAG_BATCHES = "return np.asarray(np.abs(-batches.mean(axis=1) - entropy) > epsilon)"
 
 MUTANTS = [
     # Stage 4 - inpainting.py
@@ -103,4 +109,43 @@ MUTANTS = [
            (("precision = tp / (tp + fp) if tp + fp else 0.0",
              "precision = tp / (tp + fp) if tp + fp else float('nan')"),),
            "nothing_is_flagged", "0/0"),
+    Mutant("outliers_noise_clipped", "outliers", "outliers.py",
+           ((NOISE, "return np.clip(x + level * rng.standard_normal(x.shape), 0, 1).astype(np.float32)"),),
+           "noise_has_the_requested_std", "clipped"),
+    Mutant("outliers_noise_shared_by_examples", "outliers", "outliers.py",
+           ((NOISE, "return (x + level * rng.standard_normal(x.shape[1])).astype(np.float32)"),),
+           "noise_is_gaussian", "across examples"),
+    Mutant("outliers_noise_uniform", "outliers", "outliers.py",
+           ((NOISE, "return (x + level * np.sqrt(3) * rng.uniform(-1, 1, x.shape)).astype(np.float32)"),),
+           "noise_is_gaussian", "another law"),
+    Mutant("typicality_same_points", "outliers", "outliers.py",
+           ((PARTS, "part_a, part_b = valid, valid"),), "entropy_comes_from_one_part", "same points"),
+    Mutant("typicality_entropy_is_mean_log_lik", "outliers", "outliers.py",
+           ((ENTROPY, "entropy = float(np.mean(part_a))"),), "entropy_comes_from_one_part", "NEGATIVE"),
+    Mutant("typicality_epsilon_wrong_tail", "outliers", "outliers.py",
+           ((EPSILON, "return entropy, float(np.quantile(statistic, false_alarm_rate))"),),
+           "false_alarms_on_fresh", "wrong tail"),
+    Mutant("typicality_epsilon_one_sided", "outliers", "outliers.py",
+           ((STATISTIC, "statistic = -batches.mean(axis=1) - entropy"),),
+           "false_alarms_on_fresh", "one-sided statistic"),
+    Mutant("typicality_epsilon_from_single_points", "outliers", "outliers.py",
+           ((BATCHES, "batches = rng.choice(part_b, size=(TYPICALITY_BATCHES, 1), replace=True)"),),
+           "epsilon_shrinks", "single points"),
+    Mutant("typicality_statistic_from_sums", "outliers", "outliers.py",
+           ((STATISTIC, "statistic = np.abs(-batches.sum(axis=1) - entropy)"),), "epsilon_shrinks", "SUM"),
+    Mutant("typicality_unseeded", "outliers", "outliers.py",
+           (("rng = np.random.default_rng(seed)\n    order", "rng = np.random.default_rng()\n    order"),),
+           "fit_typicality_returns", "seeded with `seed`"),
+    Mutant("flag_batches_one_sided", "outliers", "outliers.py",
+           ((FLAG_BATCHES, "return np.asarray((-batches.mean(axis=1) - entropy) > epsilon)"),),
+           "two_sided", "one-sided test"),
+    Mutant("flag_batches_one_sided_detection", "outliers", "outliers.py",
+           ((FLAG_BATCHES, "return np.asarray((-batches.mean(axis=1) - entropy) > epsilon)"),),
+           "detects_shifted", "one-sided"),
+    Mutant("flag_batches_log_lik_for_nll", "outliers", "outliers.py",
+           ((FLAG_BATCHES, "return np.asarray(np.abs(batches.mean(axis=1) - entropy) > epsilon)"),),
+           "two_sided", "taken for NLLs"),
+    Mutant("flag_batches_wrong_axis", "outliers", "outliers.py",
+           ((FLAG_BATCHES, "return np.asarray(np.abs(-batches.mean(axis=0) - entropy) > epsilon)"),),
+           "two_sided", "one flag per batch"),
 ]
