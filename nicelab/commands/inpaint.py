@@ -4,7 +4,8 @@
 Images (digits, MNIST): masks top, bottom, left and right half, centre square, and random
 25/50/75/90 % of the pixels; the hidden pixels start at the mean training image (the
 baseline). The parabola: x1 hidden (given x2) and x2 hidden (given x1), started from random
-training values (the mean of x2 is a saddle point of p(x2 | x1)).
+training values: p(x2 | x1) is bimodal (x2 = +-2 sqrt(x1)) and the mean of x2, 0, is the local
+minimum between its two modes, where the gradient vanishes and an ascent would stay.
 
 Prints per mask kind the squared error of the hidden entries (inpainted vs the mean fill)
 and the mean log-likelihood before and after; writes ``inpainting.png`` (original | masked |
