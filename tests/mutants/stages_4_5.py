@@ -149,3 +149,45 @@ MUTANTS = [
            ((FLAG_BATCHES, "return np.asarray(np.abs(-batches.mean(axis=0) - entropy) > epsilon)"),),
            "two_sided", "one flag per batch"),
 ]
+
+#: Correct variants: written differently from the reference, each right by the contract (the
+#: curriculum leaves these choices open). tests/test_variants_4_5.py checks that every one passes
+#: every check of its stage.
+VARIANTS = [
+    Mutant("inpainting_eager_loop_without_make_step", "inpainting", "inpainting.py",
+           (("    step = make_step(model, prior, x, tf.constant(known), bounds)\n",
+             "    known_t = tf.constant(known)\n\n"
+             "    def step(z, alpha, eps):\n"
+             "        return ascent_step(model, prior, tf.convert_to_tensor(z, tf.float32), x, known_t,\n"
+             "                           tf.constant(alpha, tf.float32), eps, bounds)\n"),), "", ""),
+    Mutant("inpainting_noise_from_tf_random_generator", "inpainting", "inpainting.py",
+           (("    rng = np.random.default_rng(seed)\n    step =",
+             "    rng = (tf.random.Generator.from_seed(seed) if seed is not None\n"
+             "           else tf.random.Generator.from_non_deterministic_state())\n    step ="),
+            (EPS, "eps = noise * rng.normal(x.shape) if noise else no_noise")), "", ""),
+    Mutant("inpainting_noise_scale_inside_the_draw", "inpainting", "inpainting.py",
+           ((EPS, "eps = rng.normal(0.0, noise, size=x.shape).astype(np.float32) if noise else no_noise"),),
+           "", ""),
+    Mutant("inpainting_projection_in_the_loop", "inpainting", "inpainting.py",
+           ((CLIP, "pass"),
+            (LOOP, "        z = step(z, alpha, eps)\n"
+                   "        if bounds is not None:\n"
+                   "            z = tf.where(known, x, tf.clip_by_value(z, bounds[0], bounds[1]))\n")),
+           "", ""),
+    Mutant("inpainting_numpy_select_in_the_step", "inpainting", "inpainting.py",
+           ((WHERE, "return np.where(np.asarray(known), np.asarray(x), np.asarray(stepped))"
+                    ".astype(np.float32)"),),
+           "", ""),
+    Mutant("outliers_threshold_from_percentile", "outliers", "outliers.py",
+           ((QUANTILE, "return float(np.percentile(valid, 100 * false_alarm_rate))"),), "", ""),
+    Mutant("typicality_analytic_epsilon", "outliers", "outliers.py",
+           ((BATCHES, "from scipy.stats import norm"),
+            (STATISTIC, "spread = part_b.std(ddof=1) / math.sqrt(batch_size)"),
+            (EPSILON, "return entropy, float(norm.ppf(1 - false_alarm_rate / 2) * spread)")), "", ""),
+    Mutant("typicality_third_and_batches_without_replacement", "outliers", "outliers.py",
+           ((PARTS, "part_a, part_b = valid[order[: len(valid) // 3]], valid[order[len(valid) // 3:]]"),
+            (BATCHES, "batches = np.stack([rng.choice(part_b, int(batch_size), replace=False)\n"
+                      "                        for _ in range(TYPICALITY_BATCHES)])")), "", ""),
+    Mutant("flag_batches_from_log_likelihoods", "outliers", "outliers.py",
+           ((FLAG_BATCHES, "return np.abs(np.mean(batches, axis=1) + entropy) > epsilon"),), "", ""),
+]
