@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import types
 
 import numpy as np
 import pytest
@@ -23,11 +24,14 @@ import tensorflow as tf
 
 from nicelab import fixtures
 from nicelab.checking import expect, expect_answer, fail
+from nicelab.commands.inpaint import curvature
 
 pytestmark = pytest.mark.inpainting
 
 PAGE = "docs/lessons/4-inpainting.md"
-#: The digits check: top half of 100 test digits hidden, filled from the mean training image.
+#: The digits check: top half of 100 test digits hidden, filled from the mean training image, with
+#: step_size = min(0.03, 3 / lambda), lambda the median largest curvature of -log p over the hidden
+#: pixels at the start (a sharper reference model needs a smaller step: see the lesson page).
 DIGITS = {"n": 100, "steps": 100, "step_size": 0.03}
 #: The inpainted pixels must have at most this fraction of the mean fill's squared error.
 MSE_BAR = 0.85
@@ -143,9 +147,13 @@ def digits_run(inpainting):
     known = np.ones_like(truth, dtype=bool)
     known[:, :32] = False
     start = np.where(known, truth, data.train.mean(axis=0)).astype(np.float32)
-    result = run_inpaint(inpainting, model, prior, start, known, steps=DIGITS["steps"],
-                         step_size=DIGITS["step_size"], bounds=(0.0, 1.0))
-    return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result}
+    flow = types.SimpleNamespace(model=model, prior=prior)
+    sharpness = curvature({"likelihood": reference("likelihood")}, flow, start[:60], known[:60])
+    step_size = min(DIGITS["step_size"], 3.0 / sharpness["median"])
+    result = run_inpaint(inpainting, model, prior, start, known, steps=DIGITS["steps"], step_size=step_size,
+                         bounds=(0.0, 1.0))
+    return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result,
+            "step_size": step_size}
 
 
 @pytest.fixture(scope="module")
@@ -430,8 +438,9 @@ def test_digits_fill_beats_the_mean_image(digits_run):
     expect(mse < MSE_BAR * baseline,
            f"the filled pixels' squared error below {MSE_BAR} x the mean image's ({baseline:.4f})",
            f"{mse:.4f}",
-           "projected gradient ascent on log p over the hidden pixels, starting from x, with clipping "
-           "to bounds after every step.")
+           f"projected gradient ascent on log p over the hidden pixels, starting from x (here "
+           f"{DIGITS['steps']} steps of step_size = {run['step_size']:.3g}), with clipping to bounds after "
+           "every step.")
 
 
 #: "Predict, then check" (the end of the lesson page): the questions' data, and how the check
