@@ -165,7 +165,10 @@ def parabola_run(inpainting):
     known[:, 1] = True
     start = truth.copy()
     start[:, 0] = data.train[:, 0].mean()
-    result = run_inpaint(inpainting, model, prior, start, known, steps=200, step_size=0.1)
+    flow = types.SimpleNamespace(model=model, prior=prior)
+    sharpness = curvature({"likelihood": reference("likelihood")}, flow, start[:60], known[:60])
+    step_size = min(0.1, 3.0 / sharpness["median"])  # 0.1 unless a sharper fixture needs less
+    result = run_inpaint(inpainting, model, prior, start, known, steps=200, step_size=step_size)
     return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result}
 
 
