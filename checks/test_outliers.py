@@ -4,19 +4,27 @@ Spec: corrupt(x, "noise", level) adds Gaussian noise of std ``level`` (seeded);
 choose_threshold(valid_log_liks, false_alarm_rate) is the log-likelihood below which a point
 is flagged, from in-distribution validation data only; flag_outliers marks log-likelihoods
 below it; precision_recall counts with outliers as the positive class, as scikit-learn does.
-The model is the reference NICE trained (once, cached) on digits.
+fit_typicality(valid_log_liks, batch_size, false_alarm_rate, seed) gives (entropy, epsilon)
+from two disjoint parts of the validation log-likelihoods; flag_batches flags batches whose
+mean NLL is more than epsilon from the entropy, on either side.
+
+The model is the reference NICE trained on digits (a shipped fixture). The typicality checks
+also use log-likelihoods drawn here from a known, skewed distribution, so that fresh clean
+batches the fit never saw can be drawn at will.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 from sklearn.metrics import precision_score, recall_score
 
 from nicelab import fixtures
-from nicelab.checking import expect, fail
+from nicelab.checking import expect, expect_answer, fail
 
 pytestmark = pytest.mark.outliers
 
@@ -24,6 +32,7 @@ pytestmark = pytest.mark.outliers
 NOISE_LEVELS = (0.02, 0.05, 0.1, 0.2)
 RECALL_BAR = 0.95
 FALSE_ALARM_RATE = 0.05
+PAGE = "docs/lessons/5-outliers.md"
 
 
 def log_lik(model, prior, x) -> np.ndarray:
@@ -130,17 +139,39 @@ def test_noise_has_the_requested_std_and_seed(outliers, digits):
         noisy = as_array(outliers.corrupt(x, "noise", level, seed=0))
         expect(noisy.shape == x.shape, f"corrupt to keep the shape {x.shape}", f"{noisy.shape}")
         std, mean = float(np.std(noisy - x)), float(np.mean(noisy - x))
-        expect(abs(std - level) < 0.05 * level and abs(mean) < 0.05 * level,
-               f"noise of mean 0 and standard deviation {level} (= level)",
-               f"mean {mean:.4f} and std {std:.4f}",
-               "corruption that ignores its level: the noise's standard deviation is `level` "
-               "(x + level * rng.standard_normal(x.shape)).")
+        if abs(std - level) < 0.05 * level and abs(mean) < 0.05 * level:
+            continue
+        clipped = noisy.min() >= 0.0 and noisy.max() <= 1.0
+        fail(f"noise of mean 0 and standard deviation {level} (= level)",
+             f"mean {mean:.4f} and std {std:.4f}",
+             "noise clipped to [0, 1]: clipping shrinks the noise and shifts its mean; the contract's noise "
+             "is not clipped." if clipped else
+             "corruption that ignores its level: the noise's standard deviation is `level` (Gaussian noise "
+             "of std 1, times level).")
     again = as_array(outliers.corrupt(x, "noise", 0.1, seed=0))
     other = as_array(outliers.corrupt(x, "noise", 0.1, seed=1))
     expect(np.array_equal(again, as_array(outliers.corrupt(x, "noise", 0.1, seed=0)))
            and not np.allclose(again, other),
            "the same seed to give the same noise and another seed other noise", "noise that ignores the seed",
-           "draw from rng = np.random.default_rng(seed).")
+           "draw the noise from a generator seeded with `seed`.")
+
+
+@pytest.mark.builds_on("test_noise_has_the_requested_std_and_seed")
+def test_noise_is_gaussian_and_independent(outliers):
+    """The noise's law, not only its spread: Gaussian (excess kurtosis 0, not a uniform's -1.2),
+    independent across examples and across coordinates."""
+    x = np.full((2000, 64), 0.5, np.float32)
+    noise = (as_array(outliers.corrupt(x, "noise", 0.2, seed=3)) - x) / 0.2
+    kurtosis = float(np.mean(noise ** 4) / np.mean(noise ** 2) ** 2 - 3)
+    across_examples = float(np.mean(np.std(noise, axis=0) < 0.5))
+    across_coordinates = float(np.mean(np.std(noise, axis=1) < 0.5))
+    if across_coordinates > 0.5 or across_examples > 0.5:
+        fail("independent noise for every entry of x", "the same noise repeated "
+             + ("across the coordinates of an example" if across_coordinates > 0.5 else "across examples"),
+             "draw one Gaussian value per entry: noise of x's shape (n, D), not (n, 1) or (D,).")
+    expect(abs(kurtosis) < 0.3, "Gaussian noise (excess kurtosis near 0)",
+           f"an excess kurtosis of {kurtosis:.2f}",
+           "noise of another law (a uniform's excess kurtosis is -1.2): the contract's noise is Gaussian.")
 
 
 @pytest.fixture(scope="module")
@@ -181,3 +212,180 @@ def test_recall_reaches_the_bar_on_strong_noise(noise_recalls):
              "false_alarm_rate-quantile of the validation log-likelihoods.")
     expect(precision > 0.85, f"precision above 0.85 at noise std {level} (half the mixed set are outliers)",
            f"{precision:.3f}", "precision = TP / (TP + FP); check for swapped precision and recall.")
+
+
+# --- the typicality test ----------------------------------------------------------------------
+
+def synthetic_log_liks(rng, size) -> np.ndarray:
+    """Log-likelihoods of a known, skewed law: 50 - Gamma(4, 5) (mean 30, std 10, a long low tail)."""
+    return 50.0 - rng.gamma(4.0, 5.0, size)
+
+
+def statistic(batches, entropy) -> np.ndarray:
+    """The typicality statistic |mean NLL of each batch (row) - entropy|."""
+    return np.abs(-np.asarray(batches, np.float64).mean(axis=1) - entropy)
+
+
+def fit(outliers, valid, batch_size, rate=FALSE_ALARM_RATE, seed=0) -> tuple[float, float]:
+    """fit_typicality's (entropy, epsilon) as two floats, or a failed check that says what it returned."""
+    got = outliers.fit_typicality(valid, batch_size, rate, seed=seed)
+    try:
+        entropy, epsilon = (float(v) for v in got)
+    except (TypeError, ValueError):
+        fail("fit_typicality to return (entropy, epsilon), two floats", f"{type(got).__name__} {got!r:.80}",
+             "return a pair: the mean NLL of one part of the validation log-likelihoods, and epsilon.")
+    expect(math.isfinite(entropy) and math.isfinite(epsilon) and epsilon > 0,
+           "a finite entropy and a positive epsilon", f"entropy {entropy!r}, epsilon {epsilon!r}",
+           "epsilon is an upper quantile of |mean NLL of a batch - entropy|, which is positive.")
+    return entropy, epsilon
+
+
+def test_fit_typicality_returns_two_floats_and_is_seeded(outliers):
+    valid = synthetic_log_liks(np.random.default_rng(0), 400)
+    first = fit(outliers, valid, 10, seed=1)
+    expect(first == fit(outliers, valid, 10, seed=1), "the same seed to give the same (entropy, epsilon)",
+           "different results", "draw the parts and the batches from a generator seeded with `seed`.")
+
+
+@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded")
+def test_entropy_comes_from_one_part_of_the_validation_data(outliers):
+    valid = synthetic_log_liks(np.random.default_rng(1), 1000)
+    entropy, _ = fit(outliers, valid, 10)
+    mean_nll, spread = float(-valid.mean()), float(valid.std())
+    if abs(entropy - valid.mean()) < 0.5 * spread:
+        fail(f"the entropy estimate near the mean NLL of the validation points ({mean_nll:.1f})",
+             f"{entropy:.2f}", "the mean log-likelihood instead of the mean NEGATIVE log-likelihood: "
+             "the entropy is -mean(log p), an NLL.")
+    expect(abs(entropy - mean_nll) < 0.5 * spread,
+           f"the entropy estimate near the mean NLL of the validation points ({mean_nll:.1f})",
+           f"{entropy:.2f}", "the entropy estimate is the mean NLL of a part of the validation data.")
+    expect(abs(entropy - mean_nll) > 1e-9 * max(1.0, abs(mean_nll)),
+           "the entropy estimated on one part of the validation log-likelihoods, epsilon on the other",
+           f"exactly the mean NLL of all {len(valid)} of them",
+           "the same points for the entropy and for epsilon: split them into two disjoint parts first. "
+           "Otherwise epsilon leaves out the error of the entropy estimate, and false alarms grow with "
+           "the batch size.")
+
+
+@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded")
+def test_epsilon_shrinks_with_the_batch_size(outliers):
+    valid = synthetic_log_liks(np.random.default_rng(2), 4000)
+    small, large = fit(outliers, valid, 4)[1], fit(outliers, valid, 64)[1]
+    ratio = small / large
+    if 3.0 <= ratio <= 5.3:
+        return
+    if ratio < 0.5:
+        likely = "the statistic of a batch from its SUM of NLLs: use the batch's mean NLL."
+    elif ratio < 1.5:
+        likely = ("epsilon from single points, whatever the batch size: the statistic is the distance of a "
+                  "batch's MEAN NLL from the entropy, and its spread shrinks like 1 / sqrt(batch_size).")
+    else:
+        likely = "batches of the size asked for: draw `batch_size` validation log-likelihoods per batch."
+    fail("epsilon for batches of 4 about 4 times epsilon for batches of 64 (the mean of M values "
+         "spreads like 1 / sqrt(M))", f"{small:.3f} and {large:.3f}, a ratio of {ratio:.2f}", likely)
+
+
+@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded",
+                       "test_epsilon_shrinks_with_the_batch_size")
+@pytest.mark.parametrize("rate, band", [(0.05, (0.025, 0.10)), (0.2, (0.13, 0.28))])
+def test_typicality_false_alarms_on_fresh_clean_batches(outliers, rate, band):
+    """20 fits on 400 validation log-likelihoods each; every fit flags fresh clean batches of 25
+    drawn from the same law (points it was not fitted on). The average rate must be near `rate`."""
+    rates = []
+    for seed in range(20):
+        valid = synthetic_log_liks(np.random.default_rng(100 + seed), 400)
+        entropy, epsilon = fit(outliers, valid, 25, rate, seed=seed)
+        fresh = synthetic_log_liks(np.random.default_rng(200 + seed), (2000, 25))
+        rates.append(float(np.mean(statistic(fresh, entropy) > epsilon)))
+    seen = float(np.mean(rates))
+    if band[0] <= seen <= band[1]:
+        return
+    if seen > 0.5:
+        likely = ("epsilon from the wrong tail: it is the (1 - false_alarm_rate)-quantile of the statistic "
+                  "on clean batches, so that only false_alarm_rate of them lie beyond it.")
+    elif seen > band[1]:
+        likely = ("epsilon from a one-sided statistic, or from too few batches: take the quantile of the "
+                  "absolute distance |mean NLL - entropy| over many clean batches (drawn with replacement) "
+                  "from the part of the validation data the entropy did not come from.")
+    else:
+        likely = ("an epsilon too large for batches of this size: the batch's mean NLL, batches of "
+                  "`batch_size`, and the (1 - false_alarm_rate)-quantile.")
+    fail(f"about {rate:.0%} of fresh clean batches of 25 flagged (between {band[0]:.1%} and {band[1]:.1%}, "
+         "averaged over 20 fits)", f"{seen:.1%}", likely)
+
+
+def test_flag_batches_is_two_sided(outliers):
+    entropy, epsilon = 30.0, 2.0
+    offsets = np.array([-4.0, -2.5, -1.0, 0.0, 1.0, 2.5, 4.0])  # mean NLL - entropy, per batch
+    spread = np.linspace(-3.0, 3.0, 10)  # values within a batch differ; their mean is what counts
+    batches = -(entropy + offsets[:, None] + spread[None, :])
+    expected = np.abs(offsets) > epsilon
+    got = np.asarray(as_array(outliers.flag_batches(batches, entropy, epsilon)))
+    expect(got.shape == expected.shape and got.dtype == bool,
+           f"one boolean per batch (row), shape {expected.shape}", f"{got.dtype} {got.shape}",
+           "one flag per batch: the mean over each row (axis 1), compared with epsilon.")
+    if np.array_equal(got, expected):
+        return
+    if np.array_equal(got, offsets > epsilon):
+        likely = ("a one-sided test: a batch whose mean NLL is far BELOW the entropy (too likely) is "
+                  "atypical too; compare the absolute distance with epsilon.")
+    elif np.array_equal(got, offsets < -epsilon):
+        likely = ("a one-sided test, and on the wrong side: flag batches whose mean NLL is more than epsilon "
+                  "away from the entropy on EITHER side.")
+    elif got.all():
+        likely = ("log-likelihoods taken for NLLs: the batch's mean NLL is minus its mean log-likelihood, "
+                  "and the statistic is |mean NLL - entropy|.")
+    elif np.array_equal(got, ~expected):
+        likely = "flags flipped: True means atypical, the distance ABOVE epsilon."
+    else:
+        likely = "flag where |mean NLL of the batch - entropy| > epsilon."
+    fail(f"batches whose mean NLL is {offsets.tolist()} away from the entropy flagged where the distance "
+         f"exceeds epsilon = {epsilon}", f"{got.tolist()}", likely)
+
+
+@pytest.mark.builds_on("test_flag_batches_is_two_sided",
+                       "test_typicality_false_alarms_on_fresh_clean_batches")
+def test_typicality_detects_shifted_digits(outliers, digits):
+    """Fitted on the validation digits, batches of 25: clean test digits (not fitted on) are rarely
+    flagged; noisy digits (too unlikely) and the more likely half of the test digits (too likely)
+    are flagged almost always."""
+    entropy, epsilon = fit(outliers, digits["valid"], 25, seed=0)
+    rng = np.random.default_rng(5)
+    noisy_x = digits["data"].test + 0.1 * rng.standard_normal(digits["data"].test.shape).astype(np.float32)
+    noisy = log_lik(digits["model"], digits["prior"], noisy_x)
+    test = digits["test"]
+    likely_half = test[test > np.median(test)]
+    rates = {}
+    for name, values in (("clean", test), ("noisy", noisy), ("too likely", likely_half)):
+        batches = values[rng.choice(len(values), (400, 25))]
+        rates[name] = float(np.mean(as_array(outliers.flag_batches(batches, entropy, epsilon))))
+    seen = ", ".join(f"{rate:.0%} of {name}" for name, rate in rates.items())
+    expect(rates["clean"] <= 0.15, "at most 15 % of clean test batches of 25 flagged", seen,
+           "epsilon from the validation data's batch statistic at the (1 - false_alarm_rate)-quantile.")
+    expect(rates["noisy"] >= 0.9, "at least 90 % of batches of noisy digits (std 0.1) flagged", seen,
+           "flag batches whose mean NLL is far from the entropy: noisy digits have a much larger NLL.")
+    expect(rates["too likely"] >= 0.9,
+           "at least 90 % of the batches drawn from the more likely half of the test digits flagged", seen,
+           "a one-sided test: batches that are too LIKELY (mean NLL far below the entropy) are atypical too.")
+
+
+#: "Predict, then check" (the end of the lesson page): how the check computes each answer.
+QUESTIONS = {
+    # Per-example NLL standard deviation 20 nats, false-alarm rate 5 %, batches of 25, the mean of a
+    # batch taken as Gaussian: epsilon = z_{0.975} * 20 / sqrt(25).
+    "epsilon_for_batches_of_25": lambda: float(norm.ppf(1 - 0.05 / 2) * 20.0 / math.sqrt(25)),
+    # The batch size that halves epsilon for batches of 10 (epsilon ~ 1 / sqrt(M)).
+    "batch_size_halving_epsilon_of_10": lambda: 10 * 2 ** 2,
+    # NICE's log|det df/dx| = sum(log_scale) is the same at x and at 0.8 x: its share of
+    # log p(0.8 x) - log p(x).
+    "log_det_share_of_dimming": lambda: 0.0,
+}
+
+
+@pytest.mark.parametrize("key", sorted(QUESTIONS))
+def test_predict_then_check(outliers, key):
+    answers = getattr(outliers, "ANSWERS", None)
+    if isinstance(answers, dict) and key in answers and answers[key] is None:  # the stub's blank
+        raise NotImplementedError(f"Stage 5 (outliers): predict ANSWERS[{key!r}] (the questions at the end "
+                                  f"of {PAGE}). See {PAGE}.")
+    expect_answer(outliers, key, QUESTIONS[key](), PAGE)

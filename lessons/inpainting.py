@@ -1,13 +1,17 @@
 """Stage 4 - inpainting: fill in unobserved entries by projected gradient ascent on log p(x).
 
-NICE paper, section 5.2. Split x into observed entries x_O (``known`` True) and hidden ones
-x_H. Starting from the values given in x, for i = 0, 1, ..., steps - 1:
+NICE paper, section 5.2; lesson page docs/lessons/4-inpainting.md. Split x into observed
+entries x_O (``known`` True) and hidden ones x_H. Starting from the values given in x, for
+i = 0, 1, ..., steps - 1:
 
     alpha_i   = step_size * 100 / (100 + i)            (step_size = 0.1: the paper's 10 / (100 + i))
-    x_H      <- Pi( x_H + alpha_i * (d log p_X(x_O, x_H) / d x_H + noise * eps) ),  eps ~ N(0, I)
+    x_H      <- Pi( x_H + alpha_i * (d log p_X(x_O, x_H) / d x_H + noise * eps_i) ),
+                eps_i ~ N(0, I), drawn afresh at every step, independently for every entry
 
-where Pi clips to the box ``bounds = (low, high)`` (no projection when ``bounds`` is None).
-The observed entries x_O never move: they are returned bit for bit as given.
+where Pi clips to the box ``bounds = (low, high)`` after every step (no projection when
+``bounds`` is None). The observed entries x_O never move: they are returned bit for bit as
+given. The noise enters as alpha_i * noise * eps (not Langevin's sqrt(2 alpha_i) * eps): an
+annealed, perturbed ascent towards a mode, not a sampler.
 
 ``log_likelihood`` is stage 3's; log|det df/dx| does not depend on x, so the gradient comes
 from the prior term log p_H(f(x)) alone, back-propagated through f.
@@ -42,14 +46,15 @@ def ascent_step(model, prior, z, x, known, alpha, eps, bounds=None):
         bounds: ``(low, high)`` or None.
 
     Returns ``(batch, D)``: observed entries exactly x's; hidden entries
-    clip(z + alpha * (grad log p(z) + eps), low, high).
+
+        clip(z + alpha * (g + eps), low, high),   g = d/dz sum_batch log p_X(z)
+
+    (row b of g is example b's own gradient: examples do not interact). ``log_likelihood``
+    (stage 3, imported above) gives log p_X.
     """
     # TODO (inpainting): ascent_step
-    # 1. Under a tf.GradientTape that watches z, compute the summed log_likelihood(model, prior, z)
-    #    (each example's log-likelihood depends only on its own row, so the sum is fine).
-    # 2. grad = tape.gradient(...) with respect to z, shape (batch, D).
-    # 3. Step uphill: z + alpha * (grad + eps); project onto bounds (tf.clip_by_value) if given.
-    # 4. Return tf.where(known, x, stepped): only the hidden entries may move.
+    # The gradient of the batch's log-likelihood with respect to the current estimate, one
+    # step uphill with the noise term, the projection, and the observed entries kept as given.
     raise NotImplementedError(
         'Stage 4 (inpainting): implement ascent_step. See docs/lessons/4-inpainting.md.'
     )
@@ -134,22 +139,28 @@ def inpaint(model, prior, x, known, steps=DEFAULT_STEPS, step_size=PAPER_STEP_SI
         x: ``(batch, D)`` starting values: observed entries are the truth, hidden ones are where
             the ascent starts (e.g. the mean image, or noise).
         known: boolean ``(batch, D)``, True where observed.
-        steps: number of ascent steps; ``step_size``: alpha_0, the schedule is
-            alpha_i = step_size * 100 / (100 + i) (0.1: the paper's).
-        noise: scale of the paper's Gaussian term eps ~ N(0, I) added to the gradient (0: none).
+        steps: number of ascent steps, i = 0 .. steps - 1; ``step_size``: alpha_0, the schedule
+            is alpha_i = step_size * 100 / (100 + i) (0.1: the paper's).
+        noise: scale of the paper's Gaussian term: each step adds alpha_i * noise * eps_i,
+            eps_i ~ N(0, I) of shape ``(batch, D)``, fresh at every step (0: no noise).
         bounds: ``(low, high)``: the box hidden entries are clipped to after every step.
-        seed: integer seed of the noise.
+        seed: integer seed of the noise (the same seed, the same result).
 
-    Returns a float32 NumPy array ``(batch, D)``; observed entries bit for bit those of x.
+    Returns a float32 NumPy array ``(batch, D)``; observed entries bit for bit those of x;
+    hidden entries the estimate after ``steps`` steps (the equation in the module docstring).
     """
     x, known, steps, step_size, noise, bounds = _validated(model, x, known, steps, step_size, noise,
                                                            bounds, seed)
     # TODO (inpainting): inpaint
-    # rng = np.random.default_rng(seed)                       (the noise: same seed, same result)
-    # step = make_step(model, prior, x, tf.constant(known), bounds)   (ascent_step, compiled)
-    # Start from z = x. For i in range(steps): alpha_i = step_size * 100 / (100 + i);
-    # eps = noise * rng.standard_normal(x.shape) as float32 (zeros when noise == 0);
-    # z = step(z, alpha_i, eps). Return z as a float32 NumPy array.
+    # Seeded noise, the compiled step (make_step, or your ascent_step called directly), then
+    # `steps` updates of the current estimate with the schedule of the module docstring.
     raise NotImplementedError(
         'Stage 4 (inpainting): implement inpaint. See docs/lessons/4-inpainting.md.'
     )
+
+
+ANSWERS = {
+    "alpha_at_step_100": None,
+    "sum_of_alphas_300_steps": None,
+    "largest_stable_alpha": None,
+}

@@ -1,5 +1,5 @@
-"""Image corruptions for stage 5 (provided code, not a student task), the offline image set the
-digits are morphed towards, and the typicality test that stage 5 shows as a remedy.
+"""Image corruptions for stage 5 (provided code, not a student task) and the image sets the
+digits (and MNIST) are morphed towards, dequantized the way the data is.
 
 Every function works on flattened images ``(n, H*W)`` with values in [0, 1] and returns
 float32 arrays of the same shape. ``level`` means:
@@ -74,14 +74,31 @@ def photo_patches(shape: tuple[int, int], n: int = 2000, seed: int = 0) -> np.nd
     return patches
 
 
-def morph_targets(dim: int, data_name: str | None = None) -> tuple[np.ndarray, str]:
+def dequantized(images: np.ndarray, levels: int, seed: int = 0) -> np.ndarray:
+    """Images in [0, 1] put on the data's footing: rounded to ``levels`` integer levels
+    0 .. levels - 1, then dequantized as the data sets are, (level + u) / levels, u ~ U(0, 1).
+
+    A morph target must live where the model's data does: a target on the exact grid k / 255
+    (or a continuous photo) is not what a model of dequantized pixels was trained on, and its
+    density says more about that mismatch than about the image."""
+    from nicelab.data import dequantize
+
+    integer = np.clip(np.rint(np.asarray(images, np.float64) * (levels - 1)), 0, levels - 1)
+    return dequantize(integer, levels, np.random.default_rng(seed))
+
+
+def morph_targets(dim: int, data_name: str | None = None,
+                  levels: int | None = None) -> tuple[np.ndarray, str]:
     """The images morphing heads towards for data of dimension ``dim``, and their name.
 
     D = 784: the test images of the other one of MNIST / Fashion-MNIST (``data_name`` is the
-    data being corrupted; None: Fashion-MNIST first) when Keras' cached copy is present;
-    otherwise, and for every other size (digits), photo patches.
+    data being corrupted; None: Fashion-MNIST first) when Keras' cached copy is present,
+    dequantized as the paper's protocol does, (pixel + u) / 256; otherwise, and for every other
+    size (digits), photo patches on ``levels`` levels (default: 256 for D = 784, else the
+    digits' 17), dequantized the same way.
     """
     shape = image_shape_of(dim)
+    levels = levels or (256 if dim == 784 else 17)
     if dim == 784:
         from nicelab import mnist
 
@@ -89,20 +106,8 @@ def morph_targets(dim: int, data_name: str | None = None) -> tuple[np.ndarray, s
             if name == data_name:
                 continue
             try:
-                return mnist.raw_images(name, "test") / 255.0, name
+                pixels = mnist.raw_images(name, "test")
             except mnist.DataUnavailable:
                 continue
-    return photo_patches(shape), "photo patches"
-
-
-def typicality_scores(log_liks: np.ndarray, entropy_estimate: float, batch_size: int,
-                      seed: int = 0, n_batches: int | None = None) -> np.ndarray:
-    """Two-sided typicality statistic of random batches (Nalisnick et al. 2019b):
-    |mean NLL of a batch of ``batch_size`` - H_hat|, for ``n_batches`` batches drawn without
-    replacement within a batch. Large = atypical, on either side."""
-    rng = np.random.default_rng(seed)
-    n = len(log_liks)
-    n_batches = n_batches or max(1, n // batch_size)
-    picks = np.stack([rng.choice(n, size=batch_size, replace=False) for _ in range(n_batches)])
-    return np.abs(-np.asarray(log_liks)[picks].mean(axis=1) - entropy_estimate)
-
+            return mnist.dequantize(pixels, np.random.default_rng(0)), name
+    return dequantized(photo_patches(shape), levels), "photo patches"

@@ -152,7 +152,7 @@ def roc_pr_curves(clean: np.ndarray, corrupted: dict, path: Path) -> Path:
 
 
 def typicality_figure(clean: np.ndarray, failure: np.ndarray, label: str, threshold: float,
-                      valid_stats: np.ndarray, clean_stats: np.ndarray, failure_stats: np.ndarray,
+                      clean_stats: np.ndarray, failure_stats: np.ndarray,
                       epsilon: float, batch_size: int, path: Path) -> Path:
     """Left: the failure, per example (the corrupted data is MORE likely). Right: the remedy,
     the two-sided typicality statistic |mean NLL of a batch - H_hat| on batches."""
@@ -164,11 +164,11 @@ def typicality_figure(clean: np.ndarray, failure: np.ndarray, label: str, thresh
     left.set_xlabel("log-likelihood (nats)")
     left.set_title("Likelihood ranks the outliers higher")
     left.legend(fontsize=7)
-    top = max(valid_stats.max(), clean_stats.max(), failure_stats.max())
+    top = max(clean_stats.max(), failure_stats.max(), epsilon)
     bins = np.linspace(0, top, 40)
     right.hist(clean_stats, bins, alpha=0.6, density=True, label="clean test batches")
     right.hist(failure_stats, bins, alpha=0.6, density=True, label=f"{label} batches")
-    right.axvline(epsilon, color="k", ls="--", lw=1, label="epsilon (from validation)")
+    right.axvline(epsilon, color="k", ls="--", lw=1, label="epsilon (fit_typicality, validation)")
     right.set_xlabel(f"|mean NLL of {batch_size} - H_hat| (nats)")
     right.set_title(f"Remedy: typicality test on batches of {batch_size}")
     right.legend(fontsize=7)

@@ -115,10 +115,37 @@ def test_stage_5_rejects_bad_input(call, error, words):
         call()
 
 
-def test_typicality_scores_are_two_sided():
+def test_typicality_flags_both_sides_and_fits_on_disjoint_parts():
     rng = np.random.default_rng(0)
-    ll = rng.normal(-40, 1, 1000)
-    low = corruptions.typicality_scores(ll - 3, 40.0, 10)
-    high = corruptions.typicality_scores(ll + 3, 40.0, 10)
-    typical = corruptions.typicality_scores(ll, 40.0, 10)
-    assert low.mean() > 2 and high.mean() > 2 and typical.mean() < 1
+    valid = rng.normal(40.0, 5.0, 600)
+    entropy, epsilon = reference.fit_typicality(valid, 10, 0.05, seed=1)
+    assert (entropy, epsilon) == reference.fit_typicality(valid, 10, 0.05, seed=1)
+    assert abs(entropy + 40.0) < 1.5 and entropy != -valid.mean()  # one part only
+    assert abs(epsilon - 1.96 * 5.0 / np.sqrt(10)) < 1.0
+    batches = rng.normal(40.0, 5.0, (4000, 10))
+    assert 0.02 < reference.flag_batches(batches, entropy, epsilon).mean() < 0.09
+    assert reference.flag_batches(batches - 8, entropy, epsilon).mean() > 0.9  # too unlikely
+    assert reference.flag_batches(batches + 8, entropy, epsilon).mean() > 0.9  # too likely
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda: reference.fit_typicality([1.0, 2.0], 5), ValueError, "at least 4"),
+    (lambda: reference.fit_typicality(np.zeros(10), 0), ValueError, "batch_size"),
+    (lambda: reference.fit_typicality(np.zeros(10), 2, 1.5), ValueError, "false_alarm_rate"),
+    (lambda: reference.fit_typicality(np.zeros(10), 2, seed="a"), TypeError, "seed"),
+    (lambda: reference.flag_batches(np.zeros(10), 0.0, 1.0), ValueError, r"\(n_batches, batch_size\)"),
+    (lambda: reference.flag_batches(np.zeros((2, 3)), 0.0, -1.0), ValueError, "epsilon"),
+    (lambda: reference.flag_batches(np.zeros((2, 3)), float("nan"), 1.0), ValueError, "entropy"),
+])
+def test_typicality_rejects_bad_input(call, error, words):
+    with pytest.raises(error, match=words):
+        call()
+
+
+def test_morph_targets_are_dequantized_like_the_digits():
+    targets, name = corruptions.morph_targets(64)
+    assert name == "photo patches" and targets.shape[1] == 64
+    levels = np.floor(targets * 17)
+    assert levels.min() >= 0 and levels.max() <= 16
+    offsets = targets * 17 - levels  # the dequantization noise u ~ U(0, 1) inside each level
+    assert 0.4 < offsets.mean() < 0.6 and offsets.std() > 0.25

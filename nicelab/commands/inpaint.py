@@ -4,7 +4,8 @@
 Images (digits, MNIST): masks top, bottom, left and right half, centre square, and random
 25/50/75/90 % of the pixels; the hidden pixels start at the mean training image (the
 baseline). The parabola: x1 hidden (given x2) and x2 hidden (given x1), started from random
-training values (the mean of x2 is a saddle point of p(x2 | x1)).
+training values: p(x2 | x1) is bimodal (x2 = +-2 sqrt(x1)) and the mean of x2, 0, is the local
+minimum between its two modes, where the gradient vanishes and an ascent would stay.
 
 Prints per mask kind the squared error of the hidden entries (inpainted vs the mean fill)
 and the mean log-likelihood before and after; writes ``inpainting.png`` (original | masked |
@@ -119,6 +120,33 @@ def choose_step_size(modules, trained, data, masks, args, log_lik) -> tuple[floa
     return min(near), scores
 
 
+def curvature(modules, trained, x, known) -> dict | None:
+    """How sharp the model's log-density is where the ascent starts: per example, the largest
+    eigenvalue of the negative Hessian of log p_X over the hidden entries (autodiff). A noiseless
+    step along that direction multiplies the distance to the mode by (1 - alpha * lambda), so it
+    overshoots and grows once alpha > 2 / lambda. Computed for D <= 64 only (a D x D Hessian per
+    example); None otherwise."""
+    import numpy as np
+    import tensorflow as tf
+
+    if x.shape[1] > 64:
+        return None
+    log_likelihood = modules["likelihood"].log_likelihood
+    z = tf.constant(x, tf.float32)
+    with tf.GradientTape() as outer:
+        outer.watch(z)
+        with tf.GradientTape() as inner:
+            inner.watch(z)
+            total = tf.reduce_sum(log_likelihood(trained.model, trained.prior, z))
+        gradient = inner.gradient(total, z)
+    hessians = outer.batch_jacobian(gradient, z).numpy()
+    largest = np.array([np.linalg.eigvalsh(-h[np.ix_(~k, ~k)]).max()
+                        for h, k in zip(hessians, known, strict=True) if (~k).any()])
+    median = float(np.median(largest))
+    return {"examples": len(largest), "median": median, "min": float(largest.min()),
+            "max": float(largest.max()), "stable_step": 2.0 / median if median > 0 else None}
+
+
 def summarize(arrays: dict, masks, n: int, log_lik) -> list[dict]:
     """Per mask kind: squared error of the hidden entries, inpainted and mean fill, and the
     mean log-likelihood of the start, the result and the truth."""
@@ -162,6 +190,18 @@ def run(args: argparse.Namespace) -> int:
                                              lambda x: stagerun.log_likelihoods(modules, trained, x))
         print("step size chosen on validation examples (mean log-likelihood reached): "
               + ", ".join(f"{size:g}: {score:.2f}" for size, score in scores) + f" -> {step_size:g}")
+    rng = np.random.default_rng(1)
+    probe = data.valid[:60]
+    probe_known = make_masks(masks[0], len(probe), data.dim, data.image_shape, rng)
+    fill = (data.train.mean(axis=0) if data.image_shape is not None
+            else data.train[rng.integers(0, len(data.train), len(probe))])
+    probe_start = np.where(probe_known, probe, fill).astype(np.float32)
+    sharpness = curvature(modules, trained, probe_start, probe_known)
+    if sharpness:
+        print(f"curvature of -log p over the hidden entries ({masks[0]} mask, {sharpness['examples']} "
+              f"validation examples at their start): largest eigenvalue median {sharpness['median']:.0f} "
+              f"(from {sharpness['min']:.0f} to {sharpness['max']:.0f}); a step overshoots along it once "
+              f"alpha > 2 / lambda = {sharpness['stable_step']:.2g}")
     print(f"inpainting {n} test examples per mask kind ({len(masks)} kinds), {args.steps} steps, "
           f"step size {step_size} (alpha_i = {step_size} * 100 / (100 + i)), noise {args.noise}")
     fallbacks = [] if args.step_size is not None else [size for size in STEP_SIZES if size < step_size]
@@ -190,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
                "step_size": step_size,
                "step_size_scores": [{"step_size": a, "mean_log_lik": b if np.isfinite(b) else None}
                                     for a, b in scores],
-               "noise": args.noise, "start": start_note, "masks": rows}
+               "noise": args.noise, "start": start_note, "curvature": sharpness, "masks": rows}
     (out / "inpainting.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"wrote {len(figures)} figures and inpainting.json in {out}:")
     for figure in figures:

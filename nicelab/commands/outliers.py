@@ -7,7 +7,8 @@ corruption kind (noise for every data set; rotate, contrast and morph for images
 to the test set at increasing levels; the test set mixed 1:1 with its corrupted copy gives
 precision, recall and AUROC. Then the known failure (Nalisnick et al. 2019): the corruption
 the likelihood ranks *above* clean data, and a remedy, the two-sided typicality test on
-batches (Nalisnick et al. 2019b).
+batches (Nalisnick et al. 2019b) with the implementation's ``fit_typicality`` and
+``flag_batches`` (``--typicality-batch`` sets the batch size).
 
 Writes ``outliers_histograms.png``, ``outliers_levels.png``, ``outliers_roc.png``,
 ``outliers_typicality.png`` (images, when a failure case is found) and ``outliers.json``.
@@ -35,6 +36,8 @@ TWO_D = ("parabola", *TOY_NAMES)
 SHOWN = {"noise": 0.05, "rotate": 15, "contrast": 0.4, "morph": 0.4}
 TYPICALITY_BATCH = 10
 BATCH_SWEEP = (1, 5, 10, 25, 50)
+#: Batches of clean test data and of the failure case the typicality test is applied to.
+N_BATCHES = 2000
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,55 +66,55 @@ def evaluate(stage, ll_clean, ll_corrupt, tau):
     return precision, recall, float(roc_auc_score(is_outlier, -scores))
 
 
-def typicality(ll_valid, ll_test, ll_failure, rate, batch, seed=0) -> dict:
-    """The remedy on batches of ``batch``: H_hat = mean validation NLL, statistic
-    |mean NLL of a batch - H_hat|, epsilon its (1 - rate)-quantile over validation batches.
-    Also the one-sided batch test (mean log-likelihood below the rate-quantile of validation
-    batch means) and the two-sided test on single examples, for comparison."""
+def batches_of(values, m: int, rng, n_batches: int = N_BATCHES):
+    """``(n_batches, m)``: batches of ``m`` values drawn with replacement (independent draws)."""
     import numpy as np
 
-    from nicelab.corruptions import typicality_scores
+    values = np.asarray(values, dtype=np.float64)
+    return values[rng.integers(0, len(values), (n_batches, m))]
 
-    entropy = float(-np.mean(ll_valid))
-    n_batches = 2000
-    valid_stats = typicality_scores(ll_valid, entropy, batch, seed, n_batches)
-    clean_stats = typicality_scores(ll_test, entropy, batch, seed + 1, n_batches)
-    failure_stats = typicality_scores(ll_failure, entropy, batch, seed + 2, n_batches)
-    epsilon = float(np.quantile(valid_stats, 1 - rate))
-    rng = np.random.default_rng(seed + 3)
 
-    def batch_means(values):
-        picks = [values[rng.choice(len(values), batch, replace=False)] for _ in range(n_batches)]
-        return np.stack(picks).mean(axis=1)
+def typicality(stage, ll_valid, ll_test, ll_failure, rate, batch, seed=0) -> dict:
+    """The remedy with the implementation's ``fit_typicality`` and ``flag_batches``: fitted on the
+    validation log-likelihoods for batches of ``batch`` (the entropy H_hat and epsilon from two
+    disjoint parts), then applied to batches of clean test data (never fitted on) and of the
+    failure case. Also the one-sided batch test (mean log-likelihood below the rate-quantile of
+    validation batch means) and the two-sided test on single examples, for comparison."""
+    import numpy as np
 
-    one_sided_tau = float(np.quantile(batch_means(ll_valid), rate))
-    single = np.abs(-np.asarray(ll_valid) - entropy)
-    single_eps = float(np.quantile(single, 1 - rate))
+    entropy, epsilon = (float(v) for v in stage.fit_typicality(ll_valid, batch, rate, seed=seed))
+    rng = np.random.default_rng(seed + 1)
+    clean, failure = batches_of(ll_test, batch, rng), batches_of(ll_failure, batch, rng)
+
+    def flagged(batches, h, eps):
+        return float(np.mean(np.asarray(stage.flag_batches(batches, h, eps), dtype=bool)))
+
+    one_sided_tau = float(np.quantile(batches_of(ll_valid, batch, rng).mean(axis=1), rate))
+    single_h, single_eps = (float(v) for v in stage.fit_typicality(ll_valid, 1, rate, seed=seed))
     return {
         "batch_size": batch, "entropy_estimate": entropy, "epsilon": epsilon,
-        "two_sided_batch_detection": float(np.mean(failure_stats > epsilon)),
-        "two_sided_batch_false_alarms": float(np.mean(clean_stats > epsilon)),
-        "one_sided_batch_detection": float(np.mean(batch_means(ll_failure) < one_sided_tau)),
-        "two_sided_single_detection": float(np.mean(np.abs(-np.asarray(ll_failure) - entropy) > single_eps)),
-        "two_sided_single_false_alarms": float(np.mean(np.abs(-np.asarray(ll_test) - entropy) > single_eps)),
-        "_stats": (valid_stats, clean_stats, failure_stats),
-        "by_batch_size": [sweep(ll_valid, ll_test, ll_failure, entropy, rate, m, seed)
-                          for m in BATCH_SWEEP if m <= len(ll_valid) // 2 and m <= len(ll_failure) // 2],
+        "two_sided_batch_detection": flagged(failure, entropy, epsilon),
+        "two_sided_batch_false_alarms": flagged(clean, entropy, epsilon),
+        "one_sided_batch_detection": float(np.mean(failure.mean(axis=1) < one_sided_tau)),
+        "two_sided_single_detection": flagged(np.asarray(ll_failure)[:, None], single_h, single_eps),
+        "two_sided_single_false_alarms": flagged(np.asarray(ll_test)[:, None], single_h, single_eps),
+        "_stats": (np.abs(-clean.mean(axis=1) - entropy), np.abs(-failure.mean(axis=1) - entropy)),
+        "by_batch_size": [sweep(stage, ll_valid, ll_test, ll_failure, rate, m, seed)
+                          for m in BATCH_SWEEP if m <= len(ll_valid) // 2],
     }
 
 
-def sweep(ll_valid, ll_test, ll_failure, entropy, rate, m, seed=0) -> dict:
-    """The two-sided typicality test on batches of ``m`` (epsilon from validation batches):
-    the fraction of failure-case batches detected and of clean test batches flagged."""
+def sweep(stage, ll_valid, ll_test, ll_failure, rate, m, seed=0) -> dict:
+    """The two-sided typicality test on batches of ``m``, fitted on validation data: the fraction
+    of failure-case batches detected and of clean test batches flagged."""
     import numpy as np
 
-    from nicelab.corruptions import typicality_scores
-
-    valid = typicality_scores(ll_valid, entropy, m, seed, 2000)
-    epsilon = float(np.quantile(valid, 1 - rate))
+    entropy, epsilon = (float(v) for v in stage.fit_typicality(ll_valid, m, rate, seed=seed))
+    rng = np.random.default_rng(seed + 1)
+    clean, failure = batches_of(ll_test, m, rng), batches_of(ll_failure, m, rng)
     return {"batch_size": m, "epsilon": epsilon,
-            "detection": float(np.mean(typicality_scores(ll_failure, entropy, m, seed + 2, 2000) > epsilon)),
-            "false_alarms": float(np.mean(typicality_scores(ll_test, entropy, m, seed + 1, 2000) > epsilon))}
+            "detection": float(np.mean(np.asarray(stage.flag_batches(failure, entropy, epsilon)))),
+            "false_alarms": float(np.mean(np.asarray(stage.flag_batches(clean, entropy, epsilon))))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -142,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
     false_alarms = float(np.mean(np.asarray(stage.flag_outliers(ll_test, tau))))
     print(f"threshold tau = {tau:.2f} nats: the {args.rate:.0%} quantile of {len(ll_valid)} validation "
           f"log-likelihoods; it flags {false_alarms:.1%} of {n} clean test examples (false alarms)")
-    targets, target_name = (corruptions.morph_targets(data.dim, name) if "morph" in kinds else (None, None))
+    targets, target_name = (corruptions.morph_targets(data.dim, name, data.levels) if "morph" in kinds
+                            else (None, None))
     if target_name:
         print(f"morph targets: {target_name}")
     rows, shown, lls = [], {}, {}
@@ -174,29 +178,36 @@ def run(args: argparse.Namespace) -> int:
     worst = min(rows, key=lambda r: r["auroc"])
     if worst["auroc"] < 0.5:
         ll_fail = lls[(worst["kind"], worst["level"])][0]
-        remedy = typicality(ll_valid, ll_test, ll_fail, args.rate, batch)
-        valid_stats, clean_stats, failure_stats = remedy.pop("_stats")
         label = f"{worst['kind']} {worst['level']:g}"
         print(f"\nthe known failure (Nalisnick et al. 2019): {label} has mean log-likelihood "
               f"{worst['mean_log_lik']:.2f}, ABOVE the clean test's {np.mean(ll_test):.2f}: AUROC "
               f"{worst['auroc']:.3f}, recall {worst['recall']:.3f} at the one-sided threshold")
-        print(f"remedy, the two-sided typicality test on batches of {batch} (|mean NLL - H_hat| > "
-              f"{remedy['epsilon']:.2f}, H_hat = {remedy['entropy_estimate']:.2f} from validation): flags "
-              f"{remedy['two_sided_batch_detection']:.1%} of {label} batches and "
-              f"{remedy['two_sided_batch_false_alarms']:.1%} of clean test batches; the one-sided test on "
-              f"the same batches flags {remedy['one_sided_batch_detection']:.1%}; two-sided on single "
-              f"examples: "
-              f"{remedy['two_sided_single_detection']:.1%} detected, "
-              f"{remedy['two_sided_single_false_alarms']:.1%} false alarms")
-        print("the typicality test's power grows with the batch size (epsilon from validation batches):")
-        stagerun.print_table(("batch size", "detected", "clean batches flagged"),
-                             [(r["batch_size"], r["detection"], r["false_alarms"])
-                              for r in remedy["by_batch_size"]],
-                             ("d", ".1%", ".1%"))
-        summary["failure_case"] = {"kind": worst["kind"], "level": worst["level"], **remedy}
-        figures.append(stageplots.typicality_figure(ll_test, ll_fail, label, tau, valid_stats, clean_stats,
-                                                    failure_stats, remedy["epsilon"], batch,
-                                                    out / "outliers_typicality.png"))
+        try:
+            remedy = typicality(stage, ll_valid, ll_test, ll_fail, args.rate, batch)
+        except (NotImplementedError, AttributeError) as err:
+            print(f"the remedy needs the typicality test of stage 5 (fit_typicality, flag_batches): {err}")
+            remedy = None
+        if remedy is not None:
+            clean_stats, failure_stats = remedy.pop("_stats")
+            print(f"remedy, the two-sided typicality test on batches of {batch} (fit_typicality on "
+                  f"validation: H_hat = {remedy['entropy_estimate']:.2f} and "
+                  f"epsilon = {remedy['epsilon']:.2f} from two disjoint parts; flag_batches: "
+                  f"|mean NLL - H_hat| > epsilon): flags {remedy['two_sided_batch_detection']:.1%} of "
+                  f"{label} batches and {remedy['two_sided_batch_false_alarms']:.1%} of clean test "
+                  f"batches; the one-sided test on the same batches flags "
+                  f"{remedy['one_sided_batch_detection']:.1%}; two-sided on single examples: "
+                  f"{remedy['two_sided_single_detection']:.1%} detected, "
+                  f"{remedy['two_sided_single_false_alarms']:.1%} false alarms")
+            print("the typicality test's power grows with the batch size (fitted on validation for each "
+                  "size):")
+            stagerun.print_table(("batch size", "detected", "clean batches flagged"),
+                                 [(r["batch_size"], r["detection"], r["false_alarms"])
+                                  for r in remedy["by_batch_size"]],
+                                 ("d", ".1%", ".1%"))
+            figures.append(stageplots.typicality_figure(ll_test, ll_fail, label, tau, clean_stats,
+                                                        failure_stats, remedy["epsilon"], batch,
+                                                        out / "outliers_typicality.png"))
+        summary["failure_case"] = {"kind": worst["kind"], "level": worst["level"], **(remedy or {})}
     else:
         print(f"\nno corruption here was ranked above the clean data (lowest AUROC {worst['auroc']:.3f}, "
               f"{worst['kind']} {worst['level']:g})")
