@@ -21,7 +21,7 @@ from nicelab.checking import (
     changed_columns,
     describe,
     expect,
-    expect_prediction,
+    expect_answer,
     fail,
     max_error,
     numpy,
@@ -296,4 +296,4 @@ COUNTS = ("coupling_parameters", "jacobian_zero_entries")
 @pytest.mark.parametrize("key", list(PREDICTIONS))
 def test_prediction(coupling, key):
     exact = {"rel_tol": 0.0, "abs_tol": 0.5} if key in COUNTS else {}  # a count is exact
-    expect_prediction(coupling, key, PREDICTIONS[key](), PAGE, "Stage 1 (coupling)", **exact)
+    expect_answer(coupling, key, PREDICTIONS[key](), PAGE, **exact)

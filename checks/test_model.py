@@ -22,7 +22,7 @@ from nicelab.checking import (
     changed_columns,
     describe,
     expect,
-    expect_prediction,
+    expect_answer,
     fail,
     max_error,
     numpy,
@@ -305,4 +305,4 @@ COUNTS = ("nice_parameters",)
 @pytest.mark.parametrize("key", list(PREDICTIONS))
 def test_prediction(model, key):
     exact = {"rel_tol": 0.0, "abs_tol": 0.5} if key in COUNTS else {}  # a count is exact
-    expect_prediction(model, key, PREDICTIONS[key](), PAGE, "Stage 2 (model)", **exact)
+    expect_answer(model, key, PREDICTIONS[key](), PAGE, **exact)

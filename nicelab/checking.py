@@ -91,15 +91,20 @@ def expect_answer(module, key: str, expected: float, page: str, rel_tol: float =
                   abs_tol: float = 1e-3) -> None:
     """Grade one "Predict, then check" answer: ``module.ANSWERS[key]`` against ``expected``,
     the value the check computed itself. The message never prints ``expected``: the point of
-    the question is to work it out, then run the code."""
+    the question is to work it out, then run the code.
+
+    An unanswered prediction (the stub's ``None``) counts as not implemented yet, like a stub's
+    function, so a fresh stage stays "not started" in ``nicelab grade`` instead of "failing".
+    ``page`` is the lesson page (``docs/lessons/N-stage.md``), which names the stage."""
     answers = getattr(module, "ANSWERS", None)
     if not isinstance(answers, dict) or key not in answers:
         fail(f"a module-level dict ANSWERS with the key {key!r}", "no such entry",
              f"keep the ANSWERS block at the end of the lesson module (questions on {page}).")
     value = answers[key]
     if value is None:
-        fail(f"your prediction in ANSWERS[{key!r}]", "None (not answered yet)",
-             f"work it out from the question on {page}, then write the number in.")
+        found = re.search(r"(\d)-(\w+)\.md", page)
+        stage = f"Stage {found[1]} ({found[2]})" if found else "Predict, then check"
+        raise NotImplementedError(f"{stage}: answer ANSWERS[{key!r}], the question on {page}.")
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         fail(f"ANSWERS[{key!r}] to be a number", f"{type(value).__name__} {value!r}")
     if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
@@ -135,13 +140,3 @@ def error_line(err: BaseException, limit: int = 200) -> str:
     lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or lines
     first = lines[0] if lines else ""
     return first if len(first) <= limit else first[: limit - 3] + "..."
-
-
-def expect_prediction(module, key: str, expected: float, page: str, stage: str, **tolerances) -> None:
-    """:func:`expect_answer`, except that an unanswered prediction (the stub's ``None``) counts as
-    not implemented yet, like a stub's function: a fresh stage stays "not started" in
-    ``nicelab grade`` instead of "failing". ``stage`` is e.g. ``"Stage 1 (coupling)"``."""
-    answers = getattr(module, "ANSWERS", None)
-    if isinstance(answers, dict) and key in answers and answers[key] is None:
-        raise NotImplementedError(f"{stage}: answer ANSWERS[{key!r}], the question on {page}.")
-    expect_answer(module, key, expected, page, **tolerances)
