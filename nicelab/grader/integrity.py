@@ -30,7 +30,9 @@ KEY_ENV = "NICELAB_GRADE_KEY_FILE"
 #: A stage module at least this similar to the reference is flagged in its row.
 SIMILARITY_FLAG = 0.9
 _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# C0/C1 controls but newline and tab, and the bidirectional overrides that reorder what a
+# terminal shows ("Trojan Source").
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -78,8 +80,8 @@ def row_is_authentic(row: dict, key: bytes) -> bool:
 
 
 def clean_text(text: str) -> str:
-    """``text`` without ANSI escape sequences and other control characters (newlines and tabs
-    are kept)."""
+    """``text`` without ANSI escape sequences, other control characters (newlines and tabs are
+    kept) and bidirectional overrides."""
     return _CONTROL.sub("", _ANSI.sub("", text))
 
 

@@ -11,7 +11,8 @@ Inside the sandbox the grading process sees a small file system of its own:
 * ``/grader/submission``: a copy of the submission, read-only;
 * ``/grader/cache`` (``$NICELAB_CACHE``) and ``/grader/keras`` (``$KERAS_HOME``): the check
   fixtures' cache and Keras' data sets, read-only;
-* ``/tmp``: a private tmpfs capped at ``scratch_mb`` (the working directory and ``$HOME``).
+* ``/tmp``: a private tmpfs capped at ``scratch_mb`` (the working directory and ``$HOME``), and
+  ``/dev/shm`` one capped at :data:`SHM_MB`; the rest of the file system is read-only.
 
 Nothing else of the machine is there: no other submission, no results file, no hidden checks
 folder (each one is mounted under a neutral name), no grading key. The process runs as an
@@ -45,6 +46,8 @@ CACHE = ROOT / "cache"
 KERAS = ROOT / "keras"
 HOME = Path("/tmp/home")
 WORK = Path("/tmp/work")
+#: The size of the sandbox's /dev/shm (POSIX shared memory, multiprocessing's semaphores).
+SHM_MB = 64
 #: The unprivileged user the submission runs as (inside its own user namespace).
 UID = 1000
 #: What of the project the grading process needs (besides the filtered solutions/).
@@ -105,8 +108,9 @@ class View:
     scratch_mb: int = 256
 
     def extra_inside(self) -> list[str]:
-        """The hidden checks folders' paths inside the sandbox (neutral names)."""
-        return [str(ROOT / f"extra{i}" / "checks") for i in range(len(self.extra_dirs))]
+        """The hidden checks folders' paths inside the sandbox: ``/grader/extraN/NAME`` (NAME:
+        the folder's own name, so that the checks' ids are the ones the grader collected)."""
+        return [str(ROOT / f"extra{i}" / Path(d).name) for i, d in enumerate(self.extra_dirs)]
 
 
 def _python_dirs() -> list[Path]:
@@ -145,12 +149,24 @@ def environment(threads: int) -> dict[str, str]:
     return env
 
 
-def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bwrap: str) -> list[str]:
+def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bwrap: str,
+                    args_fd: int | None = None) -> list[str] | tuple[list[str], bytes]:
     """The ``bwrap`` command line that runs ``inner`` in the sandbox described by ``view``.
-    ``info_fd``: the (inherited) descriptor bwrap writes ``{"child-pid": N}`` to."""
+    ``info_fd``: the (inherited) descriptor bwrap writes ``{"child-pid": N}`` to.
+
+    With ``args_fd``, returns ``(command, options)``: bwrap reads its options (NUL-separated
+    ``options``) from that descriptor, so that the sandbox's first process, whose command line
+    every process inside can read in ``/proc/1/cmdline``, names no path of the machine."""
+    options = _options(view, threads, info_fd)
+    if args_fd is None:
+        return [bwrap, *options, "--", *inner]
+    return [bwrap, "--args", str(args_fd), "--", *inner], b"".join(o.encode() + b"\0" for o in options)
+
+
+def _options(view: View, threads: int, info_fd: int) -> list[str]:
     from nicelab.cache import cache_dir
 
-    cmd = [bwrap, "--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID),
+    cmd = ["--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID),
            "--hostname", "grader", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--info-fd", str(info_fd), "--clearenv"]
     for folder in SYSTEM:
@@ -173,13 +189,15 @@ def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bw
     keras = Path(os.path.expanduser(os.environ.get("KERAS_HOME") or "~/.keras"))
     if keras.is_dir():
         cmd += ["--ro-bind", str(keras.resolve()), str(KERAS)]
-    cmd += ["--proc", "/proc", "--dev", "/dev",
-            "--size", str(view.scratch_mb * 2**20), "--tmpfs", "/tmp",
+    # bwrap's /dev is a tmpfs of the machine's size: /dev/shm gets a capped one of its own and
+    # the rest of /dev is made read-only (else files there would be memory nobody counts).
+    cmd += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_MB * 2**20), "--tmpfs", "/dev/shm",
+            "--remount-ro", "/dev", "--size", str(view.scratch_mb * 2**20), "--tmpfs", "/tmp",
             "--dir", str(HOME), "--dir", str(WORK), "--chdir", str(WORK),
             "--remount-ro", "/"]
     for key, value in environment(threads).items():
         cmd += ["--setenv", key, value]
-    return [*cmd, "--", *inner]
+    return cmd
 
 
 def read_child_pid(fd: int, timeout: float = 30.0) -> int | None:

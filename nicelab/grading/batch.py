@@ -320,9 +320,12 @@ class Plan:
     def sandboxed(self) -> bool:
         return self.bwrap is not None
 
+    def __post_init__(self):
+        if self.sandboxed:  # made before the workers' threads start
+            for stage in STAGE_NAMES:
+                self.solutions[stage] = sandbox.filtered_solutions(self.workdir / f"solutions-{stage}", stage)
+
     def solutions_for(self, stage: str) -> Path:
-        if stage not in self.solutions:
-            self.solutions[stage] = sandbox.filtered_solutions(self.workdir / f"solutions-{stage}", stage)
         return self.solutions[stage]
 
 
@@ -343,8 +346,14 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
                             plan.scratch_mb)
         inner = worker_command(str(sandbox.SUBMISSION), stages[:1], view.extra_inside(), limits, threads,
                                events_w, sandbox.python_inside())
-        command = sandbox.sandbox_command(inner, view, threads, info_w, plan.bwrap)
-        env, cwd, fds = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, scratch, (events_w, info_w)
+        args_r, args_w = os.pipe()
+        command, options = sandbox.sandbox_command(inner, view, threads, info_w, plan.bwrap, args_r)
+        if len(options) > 60_000:  # a pipe's buffer: the write must not block
+            raise ValueError("the sandbox's options are too long for a pipe.")
+        os.write(args_w, options)
+        os.close(args_w)
+        env, cwd = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, scratch
+        fds = (events_w, info_w, args_r)
     else:
         command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w)
         env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
@@ -355,9 +364,8 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
         proc = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds)
     finally:
-        for fd in (events_w, info_w):
-            if fd >= 0:
-                os.close(fd)
+        for fd in fds:
+            os.close(fd)
     reader = _EventReader(events_r, attempt)
     reader.start()
     drain = _Drain(proc.stdout, limits.output_kb * 1024)
@@ -402,6 +410,8 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
         with contextlib.suppress(OSError):
             proc.stdout.close()
     attempt.returncode = proc.returncode
+    if plan and plan.sandboxed and proc.returncode is not None and 128 < proc.returncode < 128 + 65:
+        attempt.returncode = 128 - proc.returncode  # bwrap exits with 128 + N when a signal N killed it
     attempt.output, attempt.output_bytes = drain.text(), drain.total
     if attempt.reason is None and not (attempt.done and attempt.in_flight is None):
         attempt.reason = "crashed"
@@ -560,16 +570,17 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
             if culprit is None:  # it died before (or between) checks: the first one left takes the verdict
                 culprit = next((n for n in mine if n not in results), None)
                 when = "before any check ran" if not attempt.started else "between two checks"
+                where = when
             else:
-                when = "during this check"
+                when, where = "during this check", f"during {culprit}"
             if culprit is not None:
                 st, hidden = mine[culprit]
                 results[culprit] = CheckResult(culprit, st, "error", f"{what} {when}.", 0.0, attempt.reason,
                                                hidden=hidden)
-                message = message or f"{what} {when if when != 'during this check' else 'during ' + culprit}."
+                message = message or f"{what} {where}."
             for nodeid, (st, hidden) in mine.items():
                 if nodeid not in results:
-                    results[nodeid] = CheckResult(nodeid, st, "error", f"not run: {what} during {culprit}.",
+                    results[nodeid] = CheckResult(nodeid, st, "error", f"not run: {what} {where}.",
                                                   0.0, "not_run", hidden=hidden)
             if attempt.reason == "timeout" and not attempt.check_timed_out:
                 out_of_time = True
