@@ -262,8 +262,8 @@ for _fd in range(3, 64):
     # leak: the hidden checks' path in the worker's argv, and whatever else is in view
     "leak": '''
 import pytest as _pytest
-_seen = [b" ".join(a).decode(errors="replace") for _, a in _nicelab_pids()]
-_seen.append(_Path("/proc/self/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace"))
+_seen = [_Path("/proc/self/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace")]
+_seen += [b" ".join(a).decode(errors="replace") for _, a in _nicelab_pids()]
 _seen.append(" ".join(f"{k}={v}" for k, v in _os.environ.items()))
 _pytest.fail("LEAKED: " + " | ".join(_seen), pytrace=False)
 ''',
