@@ -1,0 +1,88 @@
+"""Issue 10, section 1 (prototype): stage 1's verdicts decided in the grader's process from the
+arrays a sandboxed child answers with; whatever the child patches changes only its answers."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nicelab.grader import remote, sandbox
+from nicelab.grader.verdicts import stage1_verdicts
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS, SOLUTIONS = ROOT / "lessons", ROOT / "solutions"
+FORGER = '''
+import numpy.testing, pytest, nicelab.checking, nicelab.checkrun
+numpy.testing.assert_allclose = lambda *a, **k: None
+nicelab.checking.expect = lambda *a, **k: None
+nicelab.checkrun.CheckResult.passed = property(lambda self: True)
+pytest.fail = lambda *a, **k: None
+import os as _os, json as _json, struct as _struct
+for _fd in range(3, 32):  # a forged "passed" answer into every pipe it can find
+    try:
+        _body = _json.dumps({"value": {"t": "v", "v": True}}).encode()
+        _os.write(_fd, _struct.pack(">II", len(_body), 0) + _body)
+    except OSError:
+        pass
+'''
+
+
+def _submission(tmp_path: Path, name: str, coupling: Path, prepend: str = "") -> Path:
+    sub = tmp_path / name
+    shutil.copytree(LESSONS, sub, ignore=shutil.ignore_patterns("__pycache__"))
+    text = coupling.read_text()
+    if prepend:
+        text = text.replace("import tensorflow as tf\n", "import tensorflow as tf\n" + prepend, 1)
+    (sub / "coupling.py").write_text(text)
+    return sub
+
+
+def _grade(sub: Path, tmp_path: Path) -> dict[str, str]:
+    view = None
+    if shutil.which("bwrap"):
+        view = sandbox.View(sandbox.filtered_solutions(tmp_path / f"sol-{sub.name}", "coupling"), sub)
+    with remote.Client(sub, "coupling", view) as client:
+        return {r.name: r.kind for r in stage1_verdicts(client.module, seed=None)}
+
+
+@pytest.mark.slow
+def test_verdicts_decided_outside_the_child(tmp_path):
+    reference = _grade(_submission(tmp_path, "reference", SOLUTIONS / "coupling.py"), tmp_path)
+    assert set(reference.values()) == {"passed"}, reference
+    stub = _grade(_submission(tmp_path, "stub", LESSONS / "coupling.py"), tmp_path)
+    assert set(stub.values()) == {"not_implemented"}, stub
+    forger = _grade(_submission(tmp_path, "forger", LESSONS / "coupling.py", FORGER), tmp_path)
+    assert "passed" not in forger.values(), forger  # its patches changed only its own answers
+    wrong = SOLUTIONS.joinpath("coupling.py").read_text()
+    mutant = tmp_path / "mutant_coupling.py"
+    mutant.write_text(wrong.replace("self.merge(x_keep, x_change + self.m(x_keep))",
+                                    "self.merge(x_keep, x_change + 2 * self.m(x_keep))"))  # not undone
+    broken = _grade(_submission(tmp_path, "mutant", mutant), tmp_path)
+    assert broken["round_trips"] != "passed", broken
+
+
+def test_wire_format_carries_only_data():
+    read, write = os.pipe()
+    arrays: list[np.ndarray] = []
+    value = remote.encode([np.arange(6, dtype=np.float32).reshape(2, 3), 1.5, "x", None], arrays)
+    remote.send(write, {"value": value}, arrays)
+    header, payload = remote.receive(read)
+    got = remote.decode(header["value"], payload, [0])
+    assert np.array_equal(got[0], np.arange(6, dtype=np.float32).reshape(2, 3))
+    assert got[1:] == [1.5, "x", None]
+    with pytest.raises(remote.ProtocolError):
+        remote.encode(np.array([object()]), [])
+    with pytest.raises(remote.ProtocolError):  # an object dtype never decodes
+        remote.decode({"t": "a", "dtype": "object", "shape": [1]}, b"\0" * 8, [0])
+    with pytest.raises(remote.ProtocolError):  # an array running past its frame
+        remote.decode({"t": "a", "dtype": "float32", "shape": [100]}, b"\0" * 8, [0])
+    os.write(write, struct.pack(">II", remote.MAX_FRAME, 1))
+    with pytest.raises(remote.ProtocolError):  # an oversized frame is refused before it is read
+        remote.receive(read)
+    os.close(read)
+    os.close(write)
