@@ -360,7 +360,8 @@ def test_killed_batch_leaves_readable_rows_and_resumes(tmp_path):
     out = tmp_path / "r.json"
     args = [sys.executable, "-m", "nicelab.cli", "grade", str(subs), "--json", str(out),
             "--stage", "coupling", "--jobs", "1"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "NICELAB_GRADE_KEY_FILE": str(KEY_FILE)}
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and json.loads(out.read_text())["submissions"]:

@@ -277,3 +277,23 @@ def test_batch_refuses_to_run_without_bwrap(tmp_path):
                          timeout=120)
     assert run.returncode == 2 and "bubblewrap" in run.stderr and "--no-sandbox" in run.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_no_sandbox_grades_and_warns(tmp_path):
+    sub = tmp_path / "subs" / "stub"
+    shutil.copytree(ROOT / "lessons", sub, ignore=shutil.ignore_patterns("__pycache__"))
+    run = nicelab("grade", str(tmp_path / "subs"), "--json", str(tmp_path / "r.json"), "--stage", "coupling",
+                  "--no-sandbox", "--jobs", "1")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "WARNING: graded WITHOUT the sandbox" in run.stdout
+    document = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(document, SCHEMA)
+    assert document["options"]["sandbox"] is False and "WITHOUT the sandbox" in document["warnings"][0]
+    (row,) = document["submissions"]
+    assert row["sandboxed"] is False and "WITHOUT the sandbox" in row["flags"][0]
+    assert _statuses(row) == ("graded", {"coupling": "not started"})
+    run = nicelab("grade", str(tmp_path / "subs"), "--json", str(tmp_path / "r.json"), "--stage", "coupling",
+                  "--jobs", "1")  # with the sandbox: a row graded without it is not reused
+    assert run.returncode == 0 and "grading 1 submissions" in run.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["submissions"][0]["sandboxed"] is True

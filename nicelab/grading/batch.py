@@ -1,4 +1,4 @@
-"""Grade a class: every submission in its own process, with limits, in parallel.
+"""Grade a class: every submission in its own sandboxed processes, with limits, in parallel.
 
 ``grade_class(SUBMISSIONS_DIR, ...)`` grades each sub-folder (one per student, holding the
 lesson modules, directly or in a ``lessons/`` folder) and writes the results after every
@@ -6,22 +6,32 @@ submission, atomically, so an interrupted batch leaves a valid file and a rerun 
 
 How one submission is graded, and how the limits are enforced:
 
-* Its files are copied (regular files only, no ``__pycache__``) into a fresh temporary folder:
-  grading never writes into the submission; ``PYTHONDONTWRITEBYTECODE`` is set too.
-* A worker process (``python -m nicelab.grading.worker``) runs the checks on the copy, in its
-  own process group and an empty scratch working directory, and reports every check as it
-  starts and ends through an events file.
-* Time: the parent kills the whole process group when the submission's wall-time budget
-  (``timeout``) is spent. Memory: the parent polls the resident memory (RSS, from ``/proc``)
-  of every process in the group every 0.1 s and kills the group above ``memory_mb``; the worker
-  also caps its address space (RLIMIT_AS, 4x the limit) so one giant allocation fails at once
-  with a MemoryError. Output: stdout and stderr go to a pipe the parent drains, keeping the
-  first ``output_kb`` kilobytes and the last 2 kB, counting the rest and discarding it.
-  Files: the worker caps the size of any file it writes (RLIMIT_FSIZE) and core dumps are off.
-* When the process is killed or dies (os._exit, a native crash, a signal), the check that was
-  running gets the verdict (timed out, out of memory, crashed); the rest of that stage is not
-  run, and the stages not graded yet get a fresh process while the time budget lasts.
-* The worker exits by itself when its parent disappears (a killed batch leaves no orphans).
+* The batch first lists the checks it expects (:func:`collect_checks`, once, without any
+  student code): only their results count, and one that never reports counts as failed.
+* The submission's files are copied (regular files only, no ``__pycache__``) into a fresh
+  temporary folder: grading never writes into the submission.
+* Each stage is graded by its own worker process (``python -m nicelab.grading.worker``), run in
+  a bubblewrap sandbox (:mod:`nicelab.grader.sandbox`): the project, the venv and the caches
+  read-only, of ``solutions/`` only the stages before the graded one, the copy read-only, a
+  capped private ``/tmp``, its own user, PID, network, IPC and UTS namespaces. ``--no-sandbox``
+  runs the worker directly, in its own process group (and says so in the results).
+* The worker reports every check as it starts and ends over a pipe (capped at
+  :data:`MAX_EVENT_BYTES`); only the batch writes results.
+* Time: the batch (outside the sandbox, invisible from it) kills the sandbox's PID namespace
+  when the submission's wall-time budget (``timeout``) or one check's (``check_timeout``) is
+  spent. Memory: the batch polls the resident memory (RSS, from ``/proc``) of every process
+  descending from the worker (in the sandbox, every process of the namespace, whatever session
+  it started) every 0.1 s and kills them all above ``memory_mb`` or above
+  :data:`MAX_PROCESSES` processes; the worker also caps its address space (RLIMIT_AS, 4x the
+  limit). Output: stdout and stderr go to a pipe the batch drains, keeping the first
+  ``output_kb`` kilobytes and the last 2 kB. Files: RLIMIT_FSIZE, no core dumps, and in the
+  sandbox nothing is writable but its capped tmpfs.
+* When a worker is killed or dies (os._exit, a native crash, a signal), the check that was
+  running gets the verdict (timed out, out of memory, crashed), the rest of that stage is not
+  run, and the next stage gets a fresh process while the time budget lasts.
+* Every row is signed with the instructor's key (:mod:`nicelab.grader.integrity`); a resumed
+  batch grades again a row whose signature does not match. Messages lose their control
+  characters; CSV cells their formula prefixes.
 """
 
 from __future__ import annotations
