@@ -3,6 +3,7 @@ arrays a sandboxed child answers with; whatever the child patches changes only i
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import struct
@@ -86,3 +87,30 @@ def test_wire_format_carries_only_data():
         remote.receive(read)
     os.close(read)
     os.close(write)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed (.ci/run installs it)")
+def test_batch_with_verdicts_outside_stops_the_forgeries(tmp_path):
+    """``nicelab grade --verdicts-outside coupling``: the in-process forgeries that beat the checks
+    running beside the student's code (tests/test_sandbox.py's xfail) get no mark here."""
+    from attack_submissions import ANCHOR, ATTACKS, FORGERIES, PRELUDE
+    from test_sandbox import nicelab
+
+    subs = tmp_path / "subs"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(ROOT / "tests" / "alternative", subs / "honest", ignore=ignore)
+    shutil.copytree(LESSONS, subs / "stub", ignore=ignore)
+    for name in FORGERIES:
+        sub = _submission(subs, name, LESSONS / "coupling.py")
+        text = (sub / "coupling.py").read_text()
+        (sub / "coupling.py").write_text(text.replace(ANCHOR, ANCHOR + PRELUDE + ATTACKS[name], 1))
+    _submission(subs, "forger", LESSONS / "coupling.py", FORGER)
+    run = nicelab("grade", str(subs), "--json", str(tmp_path / "r.json"), "--stage", "coupling",
+                  "--verdicts-outside", "coupling", "--jobs", "3", "--timeout", "300")
+    assert run.returncode == 0, run.stdout + run.stderr
+    rows = {row["name"]: row for row in json.loads((tmp_path / "r.json").read_text())["submissions"]}
+    assert rows["honest"]["points"] == rows["honest"]["max_points"] > 0
+    assert rows["honest"]["stages"][0]["total"] == 7
+    for name in ("stub", "forger", *FORGERIES):
+        assert rows[name]["points"] == 0, (name, rows[name]["stages"][0]["message"])

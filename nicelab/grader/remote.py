@@ -201,6 +201,10 @@ class Client:
                                      start_new_session=True, env=env)
         for fd in fds:
             os.close(fd)
+        self._child = None
+        if self._info is not None:
+            self._child = sandbox.read_child_pid(self._info, timeout=30.0)
+            os.close(self._info)
         self.module = Handle(self, 0)
 
     def request(self, op: str, **fields):
@@ -227,18 +231,17 @@ class Client:
     def probe(self, name: str, *args):
         return self.request("probe", name=name, args=list(args))
 
-    def close(self) -> None:
+    def kill(self) -> None:
+        """Kill the child and every process it started (safe from another thread: the pipes
+        stay open, so a pending request ends with a :class:`ProtocolError`)."""
         from nicelab.grader import sandbox
 
-        child = None
-        if self._info is not None:
-            child = sandbox.read_child_pid(self._info, timeout=0.5)
-            with contextlib.suppress(OSError):
-                os.close(self._info)
-            self._info = None
-        sandbox.kill_namespace(child, self.proc.pid)
+        sandbox.kill_namespace(self._child, self.proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, 9)
+
+    def close(self) -> None:
+        self.kill()
         self.proc.wait()
         for fd in (self._to_child, self._from_child):
             with contextlib.suppress(OSError):

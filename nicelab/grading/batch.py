@@ -325,6 +325,9 @@ class Plan:
     extra_dirs: tuple[str, ...] = ()
     scratch_mb: int = 256
     solutions: dict[str, Path] = field(default_factory=dict)
+    #: Stages whose verdicts are decided in the batch's process (:mod:`nicelab.grader.verdicts`),
+    #: the student's module answering from a sandboxed child: an experimental prototype.
+    remote_stages: tuple[str, ...] = ()
 
     @property
     def sandboxed(self) -> bool:
@@ -453,6 +456,54 @@ def _describe_end(attempt: Attempt, limits: Limits) -> str:
     return f"the grading process exited with code {code} before the checks were done (os._exit?)"
 
 
+def run_remote(impl: Path, stage: str, limits: Limits, deadline: float, plan: Plan,
+               stop: threading.Event) -> Attempt:
+    """Decide ``stage`` in this process (:func:`nicelab.grader.verdicts.stage1_verdicts`), the
+    student's module answering from a sandboxed child that a watchdog thread kills at the
+    time or memory limit."""
+    from nicelab.grader import remote, verdicts
+
+    attempt = Attempt()
+    view = sandbox.View(plan.solutions_for(stage), impl, [], plan.scratch_mb)
+    limit = limits.memory_mb * 2**20
+    with remote.Client(impl, stage, view, timeout=max(1.0, deadline - time.monotonic())) as client:
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.wait(POLL_S):
+                rss, count = tree_usage(client.proc.pid, client.proc.pid)
+                attempt.peak_rss = max(attempt.peak_rss, rss)
+                reason = ("timeout" if time.monotonic() > deadline or stop.is_set() else
+                          "memory_limit" if rss > limit else "crashed" if count > MAX_PROCESSES else None)
+                if reason:
+                    attempt.reason = reason
+                    client.kill()
+                    return
+
+        watchdog = threading.Thread(target=watch, daemon=True)
+        watchdog.start()
+        try:
+            for result in verdicts.stage1_verdicts(client.module):
+                attempt.results[result.nodeid] = result
+        finally:
+            done.set()
+            watchdog.join()
+    if stop.is_set():
+        raise Interrupted()
+    if attempt.reason:  # the verdicts cut short by the watchdog say why
+        what = _describe_end(attempt, limits)
+        for result in attempt.results.values():
+            if result.kind == "crashed":
+                result.kind, result.message = attempt.reason, f"{what} during this check."
+    attempt.done = attempt.reason is None
+    return attempt
+
+
+REMOTE_CHECKS = {"coupling": [f"remote/coupling::{name}" for name in (
+    "round_trips", "one_part_changes", "unit_jacobian", "odd_dimensions", "own_variables", "gradients_reach",
+    "batch_independent")]}
+
+
 # ----------------------------------------------------------------------------- expected checks
 
 def collect_checks(stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits: Limits,
@@ -553,8 +604,11 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
                                                   hidden=hidden)
                 continue
             extra["attempts"] += 1
-            attempt = run_worker(impl, [stage], list(extra_dirs), limits, deadline, workdir,
-                                 str(extra["attempts"]), threads, stop, plan)
+            if plan and stage in plan.remote_stages:
+                attempt = run_remote(impl, stage, limits, deadline, plan, stop)
+            else:
+                attempt = run_worker(impl, [stage], list(extra_dirs), limits, deadline, workdir,
+                                     str(extra["attempts"]), threads, stop, plan)
             extra["output_bytes"] += attempt.output_bytes
             extra["peak_memory_mb"] = max(extra["peak_memory_mb"], round(attempt.peak_rss / 2**20, 1))
             for nodeid in mine:
@@ -622,7 +676,8 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                 stages: tuple[str, ...] = STAGE_NAMES, extra_dirs: tuple[str, ...] = (),
                 limits: Limits | None = None, points: report.Points | None = None,
                 jobs: int | None = None, regrade: bool = False,
-                log: Callable[[str], None] = print, use_sandbox: bool = True) -> dict:
+                log: Callable[[str], None] = print, use_sandbox: bool = True,
+                remote_stages: tuple[str, ...] = ()) -> dict:
     """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
     results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
     results file, unchanged, graded with the same stages, hidden checks and sandbox setting, and
@@ -630,7 +685,14 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
 
     ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.sandbox`); a
     batch refuses to start without it (:class:`~nicelab.grader.sandbox.SandboxUnavailable`)
-    unless this is False, and then warns in the results."""
+    unless this is False, and then warns in the results. ``remote_stages`` (experimental, stage
+    1 only, needs the sandbox): stages decided in this process from a sandboxed child's answers
+    (:mod:`nicelab.grader.verdicts`) instead of by the checks running beside the student's code;
+    their hidden checks do not run."""
+    unknown = [s for s in remote_stages if s not in REMOTE_CHECKS]
+    if unknown or (remote_stages and not use_sandbox):
+        raise ValueError(f"verdicts outside the student's process exist for {', '.join(REMOTE_CHECKS)} "
+                         "only, and need the sandbox.")
     limits = limits or Limits()
     points = points or report.load_points()
     jobs = max(1, jobs or os.cpu_count() or 1)
@@ -643,6 +705,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     key = integrity.grading_key()
     options = {"submissions_dir": str(Path(root).resolve()), "stages": list(stages),
                "extra_checks": list(extra_dirs), "jobs": jobs, "sandbox": use_sandbox,
+               "remote_stages": list(remote_stages),
                "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
                           "output_kb": limits.output_kb, "file_mb": limits.file_mb,
                           "scratch_mb": limits.scratch_mb}}
@@ -672,7 +735,8 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
         if (row and row.get("fingerprint") == fingerprint(folder)
                 and row.get("stages_requested") == list(stages)
                 and row.get("extra_checks") == list(extra_dirs)
-                and row.get("sandboxed", False) == use_sandbox):
+                and row.get("sandboxed", False) == use_sandbox
+                and row.get("remote_stages", []) == list(remote_stages)):
             continue
         todo.append((name, folder))
     skipped = len(subs) - len(todo)
@@ -702,14 +766,19 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                           if flag != NO_SANDBOX_WARNING))
 
     with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
-        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb)
+        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb, remote_stages=tuple(remote_stages))
         if todo:
             expected = collect_checks(stages, extra_dirs, limits, Path(tmp))
+            for stage in remote_stages:  # decided by the batch: its own list of verdicts
+                expected = {n: info for n, info in expected.items() if info[0] != stage}
+                expected.update({n: (stage, False) for n in REMOTE_CHECKS[stage]})
 
         def one(name: str, folder: Path) -> None:
             try:
                 row = grade_submission(name, folder, stages, list(extra_dirs), limits, points, threads, stop,
                                        plan, expected)
+                if remote_stages:
+                    row["remote_stages"] = list(remote_stages)
             except Interrupted:
                 return
             except Exception as err:  # noqa: BLE001 - a grader bug must not stop the class
