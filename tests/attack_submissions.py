@@ -262,7 +262,9 @@ for _fd in range(3, 64):
     # leak: the hidden checks' path in the worker's argv, and whatever else is in view
     "leak": '''
 import pytest as _pytest
-_seen = [_Path("/proc/self/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace")]
+_argv = _Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\\0")
+_seen = ["hidden checks at " + " ".join(b for a, b in zip(_argv, _argv[1:]) if a == "--extra-checks")]
+_seen.append(" ".join(_argv))
 _seen += [b" ".join(a).decode(errors="replace") for _, a in _nicelab_pids()]
 _seen.append(" ".join(f"{k}={v}" for k, v in _os.environ.items()))
 _pytest.fail("LEAKED: " + " | ".join(_seen), pytrace=False)
