@@ -1,5 +1,6 @@
 """Issue 10, section 1 (prototype): stage 1's verdicts decided in the grader's process from the
-arrays a sandboxed child answers with; whatever the child patches changes only its answers."""
+arrays a sandboxed child answers with (``nicelab grade --verdicts-outside coupling``); whatever
+the child patches changes only its own answers."""
 
 from __future__ import annotations
 
@@ -12,8 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nicelab.grader import remote, sandbox
-from nicelab.grader.verdicts import stage1_verdicts
+from nicelab.grader import remote
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS, SOLUTIONS = ROOT / "lessons", ROOT / "solutions"
@@ -41,30 +41,6 @@ def _submission(tmp_path: Path, name: str, coupling: Path, prepend: str = "") ->
         text = text.replace("import tensorflow as tf\n", "import tensorflow as tf\n" + prepend, 1)
     (sub / "coupling.py").write_text(text)
     return sub
-
-
-def _grade(sub: Path, tmp_path: Path) -> dict[str, str]:
-    view = None
-    if shutil.which("bwrap"):
-        view = sandbox.View(sandbox.filtered_solutions(tmp_path / f"sol-{sub.name}", "coupling"), sub)
-    with remote.Client(sub, "coupling", view) as client:
-        return {r.name: r.kind for r in stage1_verdicts(client.module, seed=None)}
-
-
-@pytest.mark.slow
-def test_verdicts_decided_outside_the_child(tmp_path):
-    reference = _grade(_submission(tmp_path, "reference", SOLUTIONS / "coupling.py"), tmp_path)
-    assert set(reference.values()) == {"passed"}, reference
-    stub = _grade(_submission(tmp_path, "stub", LESSONS / "coupling.py"), tmp_path)
-    assert set(stub.values()) == {"not_implemented"}, stub
-    forger = _grade(_submission(tmp_path, "forger", LESSONS / "coupling.py", FORGER), tmp_path)
-    assert "passed" not in forger.values(), forger  # its patches changed only its own answers
-    wrong = SOLUTIONS.joinpath("coupling.py").read_text()
-    mutant = tmp_path / "mutant_coupling.py"
-    mutant.write_text(wrong.replace("self.merge(x_keep, x_change + self.m(x_keep))",
-                                    "self.merge(x_keep, x_change + 2 * self.m(x_keep))"))  # not undone
-    broken = _grade(_submission(tmp_path, "mutant", mutant), tmp_path)
-    assert broken["round_trips"] != "passed", broken
 
 
 def test_wire_format_carries_only_data():
@@ -106,6 +82,10 @@ def test_batch_with_verdicts_outside_stops_the_forgeries(tmp_path):
         text = (sub / "coupling.py").read_text()
         (sub / "coupling.py").write_text(text.replace(ANCHOR, ANCHOR + PRELUDE + ATTACKS[name], 1))
     _submission(subs, "forger", LESSONS / "coupling.py", FORGER)
+    mutant = tmp_path / "mutant_coupling.py"  # backward no longer undoes forward
+    mutant.write_text((SOLUTIONS / "coupling.py").read_text().replace(
+        "self.merge(x_keep, x_change + self.m(x_keep))", "self.merge(x_keep, x_change + 2 * self.m(x_keep))"))
+    _submission(subs, "mutant", mutant)
     run = nicelab("grade", str(subs), "--json", str(tmp_path / "r.json"), "--stage", "coupling",
                   "--verdicts-outside", "coupling", "--jobs", "3", "--timeout", "300")
     assert run.returncode == 0, run.stdout + run.stderr
@@ -114,3 +94,7 @@ def test_batch_with_verdicts_outside_stops_the_forgeries(tmp_path):
     assert rows["honest"]["stages"][0]["total"] == 7
     for name in ("stub", "forger", *FORGERIES):
         assert rows[name]["points"] == 0, (name, rows[name]["stages"][0]["message"])
+    checks = {c["name"]: c for c in rows["mutant"]["stages"][0]["checks"]}
+    assert not checks["round_trips"]["passed"]
+    assert "backward(forward(x)) == x" in checks["round_trips"]["message"]
+    assert checks["one_part_changes"]["passed"]  # the verdicts say which property broke
