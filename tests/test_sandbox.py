@@ -6,6 +6,7 @@ file edited after grading not trusted on resume. Also the sandbox's parts one by
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
 import json
@@ -181,7 +182,8 @@ def test_rows_are_clean_and_leak_nothing(attacked):
     assert "\x1b" not in text and "\u202e" not in text
     assert "ALL CHECKS PASSED" in _rows(tmp)["ansi_escapes"]["stages"][0]["message"]
     leak = _rows(tmp)["leak"]["stages"][0]["message"]
-    assert "LEAKED" in leak and "/grader/extra0/hidden" in leak  # what it saw: the neutral mount only
+    seen = base64.b64decode(leak.split("SEEN ", 1)[1].split(" END", 1)[0]).decode()  # its own argv
+    assert "--extra-checks /grader/extra0/hidden" in seen and str(tmp) not in seen  # neutral names only
     for secret in (tmp / "hidden", tmp / "r.json", tmp / "subs" / "honest_alternative", ROOT / "solutions"):
         assert str(secret) not in leak  # no path of the instructor's (bwrap's options came by a pipe)
     for row in csv.reader((tmp / "r.csv").open()):
