@@ -253,24 +253,30 @@ def _pytest(args: list[str], collector: _Collector, quiet: bool) -> None:
 
 def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword: str | None = None,
                extra_dirs: tuple[Path, ...] = (), quiet: bool = True, capture: str = "fd",
-               on_event: Callable[[str, object], None] | None = None) -> list[CheckResult]:
+               on_event: Callable[[str, object], None] | None = None,
+               collect_only: bool = False) -> list[CheckResult]:
     """Run the checks of ``stages`` (default: all) on ``impl``; return one result per check.
 
     ``extra_dirs``: folders of hidden checks, run after the public ones with the same fixtures.
     ``capture``: pytest's ``--capture`` (``no`` lets a student's prints through to the process's
     own stdout, which a batch worker caps). ``on_event("collected", [[nodeid, stage, hidden],
     ...])``, ``on_event("start", nodeid)`` and ``on_event("result", CheckResult)`` report
-    progress as checks are collected, start and finish.
+    progress as checks are collected, start and finish. ``collect_only``: collect (and report
+    ``collected``) without running any check or fixture.
     """
     from nicelab import checks_plugin
 
     unknown = [s for s in stages or () if s not in STAGE_NAMES]
     if unknown:
         raise ValueError(f"unknown stage {unknown[0]!r}; stages: {', '.join(STAGE_NAMES)}.")
-    common = ["--impl", str(impl), "-p", "no:cacheprovider", "-q", f"--capture={capture}",
+    # ``--impl=DIR`` as one token: as two, pytest would also take DIR for a test path and load
+    # a conftest.py from the graded folder.
+    common = [f"--impl={impl}", "-p", "no:cacheprovider", "-q", f"--capture={capture}",
               "--continue-on-collection-errors", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if keyword:
         common += ["-k", keyword]
+    if collect_only:
+        common.append("--collect-only")
     results: list[CheckResult] = []
     runs = [([str(CHECKS_DIR), "--rootdir", str(PROJECT_ROOT)], False)]
     for extra in extra_dirs:

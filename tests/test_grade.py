@@ -16,6 +16,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(report.SCHEMA_FILE.read_text())
 #: The fake class's limits: short enough to trip quickly, long enough for a good submission
 #: on a busy machine.
+KEY_FILE = Path(tempfile.gettempdir()) / "nicelab-test-grade-key"
 CLASS_LIMITS = ["--timeout", "300", "--check-timeout", "20", "--memory-mb", "2048", "--jobs", "3"]
 
 
 def nicelab(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
     env["COLUMNS"] = "100"  # the table wraps messages at the terminal's width
+    env["NICELAB_GRADE_KEY_FILE"] = str(KEY_FILE)  # the rows' signing key, outside the results
     return subprocess.run([sys.executable, "-m", "nicelab.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
 
@@ -282,8 +285,10 @@ def test_fake_rows_say_what_happened(fake_class):
     assert rows["blocked"]["stages"][1]["status_text"] == "blocked by stage 1"
     for row in rows.values():  # messages name the submission's own files, never the temporary copy
         assert "nicelab-grade-" not in json.dumps(row["stages"])
-    complete = rows["complete"]
-    assert complete["points"] == complete["max_points"] == 40 and complete["attempts"] == 1
+    complete = rows["complete"]  # one sandboxed process per stage; a copy of the reference is flagged
+    assert complete["points"] == complete["max_points"] == 40 and complete["attempts"] == 2
+    assert complete["sandboxed"] and any("like the reference" in flag for flag in complete["flags"])
+    assert any(flag.startswith("coupling.py") for flag in rows["partial"]["flags"])
 
 
 @pytest.mark.slow
@@ -324,15 +329,26 @@ def test_rerun_resumes_and_regrades_only_missing_rows(fake_class):
 
 
 def _workers_of(parent: int) -> list[int]:
-    found = []
+    """The grading workers descending from ``parent`` (any, for 0); in the sandbox a worker's
+    parent is bwrap, whose parent is bwrap, whose parent is the batch."""
+    parents, workers = {}, []
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and b"nicelab.grading.worker" in (entry / "cmdline").read_bytes():
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                found.append((int(entry.name), ppid))
+            if entry.name.isdigit():
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if b"nicelab.grading.worker" in (entry / "cmdline").read_bytes():
+                    workers.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue
-    return [pid for pid, ppid in found if ppid == parent or parent == 0]
+
+    def descends(pid: int) -> bool:
+        for _ in range(8):
+            pid = parents.get(pid, 0)
+            if pid == parent:
+                return True
+        return False
+
+    return [pid for pid in workers if parent == 0 or descends(pid)]
 
 
 @pytest.mark.slow
@@ -345,7 +361,8 @@ def test_killed_batch_leaves_readable_rows_and_resumes(tmp_path):
     out = tmp_path / "r.json"
     args = [sys.executable, "-m", "nicelab.cli", "grade", str(subs), "--json", str(out),
             "--stage", "coupling", "--jobs", "1"]
-    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "NICELAB_GRADE_KEY_FILE": str(KEY_FILE)}
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and json.loads(out.read_text())["submissions"]:

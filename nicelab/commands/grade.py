@@ -7,7 +7,8 @@ Instructors: ``--json FILE`` / ``--csv FILE`` write every stage's and check's ve
 duration and points (``--points FILE`` sets the points per stage; default
 ``nicelab/points.toml``); ``--extra-checks DIR`` adds hidden checks; ``nicelab grade
 SUBMISSIONS_DIR --json results.json`` grades a whole class, one process per submission with a
-time limit (``--timeout``) and a memory limit (``--memory-mb``), ``--jobs`` at a time, and
+time limit (``--timeout``) and a memory limit (``--memory-mb``), ``--jobs`` at a time, each in a
+bubblewrap sandbox (``--no-sandbox`` to go without, with a warning in the results), and
 resumes an interrupted batch (``--regrade`` grades everything again).
 
 A class bigger than one machine: ``--shard I/N`` grades share I of N (by name, the same cut on
@@ -58,6 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shard", metavar="I/N",
                         help="batch: grade only share I of N of the submissions (by name), e.g. on "
                              "machine I of a Slurm array or a CI matrix; join the parts with `merge`")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="batch: grade without the bubblewrap sandbox (only for submissions you "
+                             "trust; the results say so)")
+    parser.add_argument("--verdicts-outside", action="append", choices=["coupling"], default=[],
+                        metavar="STAGE",
+                        help="batch, experimental: decide this stage's verdicts in the grader's process "
+                             "from the sandboxed student code's answers (coupling only; its hidden "
+                             "checks do not run)")
+    parser.add_argument("--scratch-mb", type=int, default=256, metavar="M",
+                        help="batch: size of each submission's private /tmp in the sandbox (default 256)")
 
 
 def _stages(args: argparse.Namespace) -> tuple[str, ...]:
@@ -107,13 +118,19 @@ def _batch(args: argparse.Namespace, points) -> int:
                          "submission, and a rerun resumes from it.")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError("--jobs must be at least 1.")
+    from nicelab.grader.sandbox import SandboxUnavailable
+
     limits = batch.Limits(timeout=args.timeout, memory_mb=args.memory_mb,
-                          check_timeout=args.check_timeout)
+                          check_timeout=args.check_timeout, scratch_mb=args.scratch_mb)
     start = time.perf_counter()
     shard = sharding.parse(args.shard) if args.shard else None
-    document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
-                                 tuple(map(str, args.extra_checks)), limits, points, args.jobs, args.regrade,
-                                 shard=shard)
+    try:
+        document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
+                                     tuple(map(str, args.extra_checks)), limits, points, args.jobs,
+                                     args.regrade, shard=shard, use_sandbox=not args.no_sandbox,
+                                     remote_stages=tuple(args.verdicts_outside))
+    except SandboxUnavailable as err:
+        raise ValueError(str(err)) from err
     print()
     print(report.format_class_table(document))
     print(f"\ngraded in {time.perf_counter() - start:.1f} s; results in {args.json}"

@@ -37,6 +37,7 @@ import tomllib
 
 from nicelab import STAGE_NAMES, STAGES, __version__
 from nicelab.checkrun import CheckResult
+from nicelab.grader.integrity import clean_text, csv_cell
 from nicelab.stubs import docs_page
 
 SCHEMA_ID = "nicelab-grade/1"
@@ -225,6 +226,8 @@ def summarize(results: list[CheckResult], stages: tuple[str, ...], points: Point
 def submission_row(name: str, path: str, results: list[CheckResult], stages: tuple[str, ...],
                    points: Points, **extra) -> dict:
     """The JSON row of one graded submission (``extra``: status, message, limits' details...)."""
+    for result in results:  # nothing a submission prints reaches a terminal or a file raw
+        result.message = clean_text(result.message)
     reports = summarize(results, stages, points)
     unstaged = [r.nodeid for r in results if r.stage is None]
     row = {
@@ -237,6 +240,7 @@ def submission_row(name: str, path: str, results: list[CheckResult], stages: tup
         "stages": [r.to_dict() for r in reports], "unstaged_checks": unstaged,
     }
     row.update(extra)
+    row["message"] = clean_text(row["message"])
     if not row["message"]:
         first = next((r for r in reports if r.status not in ("passed", "no checks")), None)
         if first is not None:
@@ -284,9 +288,18 @@ CSV_COLUMNS = ("submission", "submission_status", "row", "stage", "stage_status"
 
 
 def to_csv(document: dict) -> str:
-    """One row per submission, per stage and per check (the ``row`` column says which)."""
+    """One row per submission, per stage and per check (the ``row`` column says which). A cell
+    that starts like a spreadsheet formula (``= + - @``) gets a leading apostrophe."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer)
+
+    class _Writer:
+        def __init__(self, out):
+            self.out = csv.writer(out)
+
+        def writerow(self, cells):
+            self.out.writerow([csv_cell(clean_text(c) if isinstance(c, str) else c) for c in cells])
+
+    writer = _Writer(buffer)
     writer.writerow(CSV_COLUMNS)
     for sub in document["submissions"]:
         name, status = sub["name"], sub["status"]

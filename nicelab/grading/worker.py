@@ -1,8 +1,10 @@
-"""One submission's grading process: ``python -m nicelab.grading.worker IMPL EVENTS [options]``.
+"""One submission's grading process: ``python -m nicelab.grading.worker IMPL --events-fd N [options]``.
 
-Started by :mod:`nicelab.grading.batch` in its own process group, with resource limits, in a
-scratch working directory, its output going to a capped pipe. It imports TensorFlow once,
-runs the checks on ``IMPL`` and appends one JSON line per event to ``EVENTS`` as it goes:
+Started by :mod:`nicelab.grading.batch` (in the bubblewrap sandbox, or in its own process
+group with ``--no-sandbox``), with resource limits, in a scratch working directory, its output
+going to a capped pipe. It imports TensorFlow once, runs the checks on ``IMPL`` and writes one
+JSON line per event to the inherited pipe ``N`` as it goes (``--collect-only``: only the
+``collected`` event, without running anything; the batch's own list of expected checks):
 
     {"event": "collected", "checks": [[nodeid, stage, hidden], ...]}   (once per session)
     {"event": "start", "nodeid": ...}                                 (a check begins)
@@ -63,13 +65,14 @@ def set_limits(memory_mb: int, file_mb: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nicelab.grading.worker")
     parser.add_argument("impl")
-    parser.add_argument("events")
+    parser.add_argument("--events-fd", type=int, required=True, help="the pipe the events go to")
+    parser.add_argument("--collect-only", action="store_true")
     parser.add_argument("--stages", default="")
     parser.add_argument("--extra-checks", action="append", default=[])
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--file-mb", type=int, default=0)
-    parser.add_argument("--parent", type=int, default=0, help="the pid of the batch that started it")
+    parser.add_argument("--parent", type=int, default=0, help="the pid of the process that started it")
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         os._exit(70)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
 
-    events = open(args.events, "a", buffering=1)  # noqa: SIM115 - open for the whole run
+    events = os.fdopen(args.events_fd, "w", buffering=1)
 
     def emit(kind: str, payload) -> None:
         if kind == "start":
@@ -104,10 +107,9 @@ def main(argv: list[str] | None = None) -> int:
 
     stages = tuple(s for s in args.stages.split(",") if s) or None
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
-               on_event=emit)
+               on_event=emit, collect_only=args.collect_only)
     events.write(json.dumps({"event": "done"}) + "\n")
     events.flush()
-    os.fsync(events.fileno())
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # no interpreter teardown: a student's atexit handler cannot change the verdict
