@@ -18,6 +18,8 @@ class TrainConfig:
     prior: str = "gaussian"
     seed: int = 0
     patience: int | None = None  # stop after this many epochs without a better validation NLL
+    init_scale: bool = True  # data-dependent start of log_scale (see nicelab.training)
+    scale_lr_factor: float = 1.0  # log_scale's learning rate / the couplings' (see nicelab.training)
 
 
 #: Default training settings per data set (``nicelab train`` options override them).
