@@ -321,7 +321,10 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     steps_per_epoch = max(1, len(data.train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, 0.01)
-    optimizer = ScaleBoostedAdam(schedule, boosted=[model.log_scale], factor=config.scale_lr_factor)
+    optimizer = ScaleBoostedAdam(schedule, boosted=[model.log_scale], factor=config.scale_lr_factor,
+                                 weight_decay=config.weight_decay)
+    if config.weight_decay:  # decoupled decay of the coupling networks only, never of the scale
+        optimizer.exclude_from_weight_decay(var_list=[model.log_scale])
     optimizer.build(model.trainable_variables)
     notice = (lambda msg: print(msg, file=out)) if verbose else (lambda msg: None)
     if first_mode is None:
