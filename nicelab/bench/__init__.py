@@ -271,7 +271,8 @@ class Bench:
         rows = [Row(3, "MNIST: NICE test log-likelihood (nats/image)",
                     f"{ll:.2f} = {mnist.bits_per_dim(ll):.3f} bits/dim ({config.num_couplings} x "
                     f"{config.hidden_layers} x {config.hidden_units}, best epoch {nice['best_epoch']}/"
-                    f"{nice['epochs']}, {nice['seconds']:.0f} s; {split})", goal, verdict(ok),
+                    f"{nice['epochs']}, {nice['seconds']:.0f} s; valid {-nice['valid_nll']:.2f}; {split})",
+                    goal, verdict(ok),
                     {"test_log_likelihood": ll, "bits_per_dim": mnist.bits_per_dim(ll),
                      "seconds": nice["seconds"], "config": dc.asdict(config), "n_train": len(data.train)})]
         for base in (gauss, mixture):
