@@ -8,6 +8,14 @@ calling ``train_step(model, prior, optimizer, x[rows[i]])`` at each step, compil
 when it can be (``jit_compile=True``). So Python and TensorFlow meet once per epoch, not once
 per step, and the loss is read back once per epoch.
 
+Good models fast, for every implementation that keeps stage 2's contract (``model.log_scale`` of
+shape (D,), ``forward``): before the first step the driver starts the scaling layer from the data
+(:func:`data_dependent_log_scale`, as Glow's actnorm), so no epoch is spent growing scales from
+e^0 to e^7 at Adam's pace of about one learning rate per step; ``log_scale`` then learns
+``config.scale_lr_factor`` times faster than the couplings (:class:`ScaleBoostedAdam`), with
+optional decoupled weight decay on the couplings only. Dequantized data (``Dataset.train_levels``)
+get fresh noise every epoch. None of this is in the student's code.
+
 Any student step still runs: when the XLA build of the epoch fails, the driver tries the plain
 ``tf.function`` build, then runs the step eagerly, each time saying so in one line. The model's
 and the optimizer's variables are restored before a retry, so a failed attempt leaves no trace.
@@ -295,7 +303,9 @@ def data_dependent_log_scale(model, x: np.ndarray, prior_kind: str) -> np.ndarra
 def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
           verbose: bool = True, out=None, first_mode: str | None = None) -> Trained:
     """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``
-    by minimising the mean NLL -1/B sum_b log p(x_b) with Adam (cosine-decayed learning rate).
+    by minimising the mean NLL -1/B sum_b log p(x_b) with Adam (cosine-decayed learning rate,
+    ``config.scale_lr_factor`` times larger for ``log_scale``, ``config.weight_decay`` on the rest),
+    from the data-dependent start of ``log_scale`` when ``config.init_scale``.
 
     Each epoch visits ``len(data.train) // batch_size`` batches of a fresh seeded permutation
     (the last partial batch is dropped), then measures the validation NLL. Returns the model
