@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,8 +22,6 @@ from nicelab.validate import check_choice, check_positive_int
 #: Exact differential entropy of the parabola in raw units: the lowest expected NLL possible.
 PARABOLA_ENTROPY = math.log(2 * math.pi * math.e) + math.log(4.0)
 
-DATASETS = ("parabola", "digits", "mnist", "fashion_mnist")
-DATASETS += toy.NAMES  # two moons, rings, a grid of Gaussians: nicelab.core.toy
 DATA_SEED = 20141030  # NICE's arXiv submission date: the splits never change
 
 
@@ -38,6 +38,10 @@ class Dataset:
     bounds: tuple[float, float] | None = None  # the box the data lives in, when bounded
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # split -> class labels
     levels: int | None = None  # for dequantized data: how many discrete levels per dimension
+    #: For dequantized data: the training split's integer levels ``(n, D)``, from which the
+    #: training driver draws fresh noise every epoch (``train`` is one fixed draw of it, as are
+    #: ``valid`` and ``test``).
+    train_levels: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -54,7 +58,8 @@ def parabola(n: int, seed: int | None = None) -> np.ndarray:
 
 
 def dequantize(levels: np.ndarray, num_levels: int, rng: np.random.Generator) -> np.ndarray:
-    """Integer levels 0..num_levels-1 -> (level + u) / num_levels in [0, 1], u ~ U(0, 1)."""
+    """Integer levels 0..num_levels-1 -> (level + u) / num_levels in [0, 1], u ~ U(0, 1),
+    float32 of the same shape. Each call draws new noise from ``rng``."""
     return ((levels + rng.uniform(size=levels.shape)) / num_levels).astype(np.float32)
 
 
@@ -98,18 +103,36 @@ def load_digits() -> Dataset:
     return Dataset(
         "digits", x[train], x[valid], x[test], image_shape=(8, 8), bounds=(0.0, 1.0), levels=17,
         labels={"train": labels[train], "valid": labels[valid], "test": labels[test]},
+        train_levels=levels[train],
     )
 
 
-def load(name: str, **kwargs) -> Dataset:
-    """Load a data set by name: ``parabola``, ``digits``, ``mnist`` or ``fashion_mnist``."""
-    check_choice(name, DATASETS, "data set")
-    if name == "parabola":
-        return load_parabola(**kwargs)
-    if name == "digits":
-        return load_digits(**kwargs)
-    if name in toy.NAMES:
-        return Dataset(name, *toy.splits(name, **kwargs), entropy=toy.ENTROPIES.get(name))
-    from nicelab import mnist  # noqa: PLC0415 - only MNIST needs Keras' loaders
+def load_toy(name: str, **kwargs) -> Dataset:
+    """A 2-D toy set of :mod:`nicelab.core.toy` (``moons``, ``rings``, ``gaussian_grid``)."""
+    return Dataset(name, *toy.splits(name, **kwargs), entropy=toy.ENTROPIES.get(name))
+
+
+def load_mnist(name: str = "mnist", **kwargs) -> Dataset:
+    from nicelab import mnist  # only MNIST needs its loader (and, to download, Keras)
 
     return mnist.load(name, **kwargs)
+
+
+#: Every data set by name: a function returning its :class:`Dataset`. To add one, write its
+#: loader and add it here (and its training preset to :data:`nicelab.config.PRESETS`).
+LOADERS: dict[str, Callable[..., Dataset]] = {
+    "parabola": load_parabola,
+    "digits": load_digits,
+    "mnist": lambda **kwargs: load_mnist("mnist", **kwargs),
+    "fashion_mnist": lambda **kwargs: load_mnist("fashion_mnist", **kwargs),
+}
+# Two moons, rings, a grid of Gaussians (nicelab.core.toy): offline 2-D sets for the notebooks.
+LOADERS.update({name: functools.partial(load_toy, name) for name in toy.NAMES})
+DATASETS = tuple(LOADERS)
+
+
+def load(name: str, **kwargs) -> Dataset:
+    """Load a data set by name (one of :data:`LOADERS`: ``parabola``, ``digits``, ``mnist``,
+    ``fashion_mnist``, ...)."""
+    check_choice(name, tuple(LOADERS), "data set")
+    return LOADERS[name](**kwargs)

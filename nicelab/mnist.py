@@ -10,12 +10,16 @@ The files are the ones Keras' loaders (``keras.datasets.mnist.load_data()``,
   ``t10k-labels-idx1-ubyte.gz``.
 
 ``$KERAS_HOME`` defaults to ``~/.keras`` (Keras falls back to ``/tmp/.keras`` when that is not
-writable). nicelab reads these files itself and never downloads: without them
-:class:`DataUnavailable` says where to put which file.
+writable). :func:`load` and :func:`raw` read these files themselves and never download;
+:func:`fetch` (what ``nicelab train mnist`` calls first) asks Keras' own loader to download them
+when they are not cached. Offline and without them, :class:`DataUnavailable` says where to put
+which file.
 
-Protocol: x = (pixel + u) / 256 with u ~ U(0, 1) (a fixed seed), so x is in [0, 1]^784; a
-validation set of 10,000 images held out from the 60,000 training images; the 10,000 test
-images. Report the test log-likelihood in nats per image and bits per dimension.
+Protocol: x = (pixel + u) / 256 with u ~ U(0, 1), so x is in [0, 1]^784; a validation set of
+10,000 images held out from the 60,000 training images; the 10,000 test images. Validation and
+test images carry one fixed draw of the noise; the training images also keep their integer
+pixels (``Dataset.train_levels``), so that the training driver draws new noise every epoch.
+Report the test log-likelihood in nats per image and bits per dimension.
 """
 
 from __future__ import annotations
@@ -27,10 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
+from nicelab import data as data_mod
 from nicelab.config import TrainConfig
 from nicelab.data import DATA_SEED, Dataset
 
 NAMES = ("mnist", "fashion_mnist")
+LEVELS = 256  # pixel values 0..255
 VALID_SIZE = 10_000
 FASHION_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -64,7 +70,7 @@ def keras_dirs() -> list[Path]:
     return [home, Path("/tmp/.keras")] if home != Path("/tmp/.keras") else [home]
 
 
-def _missing(name: str) -> DataUnavailable:
+def _missing(name: str, why: str = "") -> DataUnavailable:
     home = keras_dirs()[0] / "datasets"
     if name == "mnist":
         where = f"the file mnist.npz at {home / 'mnist.npz'}"
@@ -73,8 +79,55 @@ def _missing(name: str) -> DataUnavailable:
         where = (f"the four files {', '.join(f for pair in FASHION_FILES.values() for f in pair)} in "
                  f"{home / 'fashion-mnist'}")
         how = 'python -c "import keras; keras.datasets.fashion_mnist.load_data()"'
-    return DataUnavailable(f"{name} is not cached and nicelab never downloads: put {where} (on a machine "
-                           f"with network, `{how}` writes it to ~/.keras/datasets; copy it over).")
+    state = f"is not cached and could not be downloaded ({why})" if why else "is not cached"
+    return DataUnavailable(f"{name} {state}: put {where} (on a machine with network, `{how}` "
+                           "writes it to ~/.keras/datasets; copy it over).")
+
+
+def cached(name: str) -> bool:
+    """Whether the files of ``name`` are in Keras' cache (read nothing, download nothing)."""
+    try:
+        _cached_folder(name)
+    except DataUnavailable:
+        return False
+    return True
+
+
+def _cached_folder(name: str) -> Path:
+    for base in keras_dirs():
+        folder = base / "datasets"
+        if name == "mnist" and (folder / "mnist.npz").exists():
+            return folder
+        if name == "fashion_mnist" and all((folder / "fashion-mnist" / f).exists()
+                                           for pair in FASHION_FILES.values() for f in pair):
+            return folder
+    raise _missing(name)
+
+
+def keras_loader(name: str):
+    """Keras' own loader of ``name`` (``keras.datasets.mnist.load_data`` or
+    ``keras.datasets.fashion_mnist.load_data``): downloads the files into Keras' cache the
+    first time. Tests replace this function: they never download."""
+    import keras  # here, not at the top: importing Keras starts TensorFlow
+
+    return getattr(keras.datasets, name).load_data
+
+
+def fetch(name: str) -> None:
+    """Make sure ``name``'s files are cached: when they are not, download them with Keras' own
+    loader (network needed once). Offline, :class:`DataUnavailable` says where to put them."""
+    if name not in NAMES:
+        raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(NAMES)}.")
+    if cached(name):
+        return
+    print(f"{name} is not cached: downloading it with Keras' loader (once)", flush=True)
+    try:
+        keras_loader(name)()
+    except Exception as err:  # noqa: BLE001 - offline, a proxy, a bad file: all say the same
+        raise _missing(name, f"{type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''}"
+                       ) from err
+    if not cached(name):  # Keras wrote it somewhere nicelab does not look
+        raise _missing(name, "Keras' loader wrote it elsewhere")
 
 
 def _read_idx(path: Path, offset: int) -> np.ndarray:
@@ -87,24 +140,20 @@ def raw(name: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.
     ``(n, 28, 28)``), read from the cached files; :class:`DataUnavailable` without them."""
     if name not in NAMES:
         raise ValueError(f"unknown data set {name!r}; choose one of: {', '.join(NAMES)}.")
-    for base in keras_dirs():
-        folder = base / "datasets"
-        try:
-            if name == "mnist" and (folder / "mnist.npz").exists():
-                with np.load(folder / "mnist.npz", allow_pickle=False) as f:
-                    return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
-            if name == "fashion_mnist" and all((folder / "fashion-mnist" / f).exists()
-                                               for pair in FASHION_FILES.values() for f in pair):
-                splits = []
-                for images, labels in FASHION_FILES.values():
-                    y = _read_idx(folder / "fashion-mnist" / labels, 8)
-                    x = _read_idx(folder / "fashion-mnist" / images, 16).reshape(len(y), 28, 28)
-                    splits.append((x, y))
-                return splits[0], splits[1]
-        except (OSError, ValueError, KeyError, EOFError) as err:
-            raise DataUnavailable(f"the cached {name} file in {folder} cannot be read ({err}); delete it and "
-                                  "copy a fresh one.") from err
-    raise _missing(name)
+    folder = _cached_folder(name)
+    try:
+        if name == "mnist":
+            with np.load(folder / "mnist.npz", allow_pickle=False) as f:
+                return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+        splits = []
+        for images, labels in FASHION_FILES.values():
+            y = _read_idx(folder / "fashion-mnist" / labels, 8)
+            x = _read_idx(folder / "fashion-mnist" / images, 16).reshape(len(y), 28, 28)
+            splits.append((x, y))
+        return splits[0], splits[1]
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise DataUnavailable(f"the cached {name} file in {folder} cannot be read ({err}); delete it and "
+                              "copy a fresh one.") from err
 
 
 def raw_images(name: str, split: str = "test") -> np.ndarray:
@@ -116,16 +165,19 @@ def raw_images(name: str, split: str = "test") -> np.ndarray:
 
 def dequantize(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """The paper's x = (pixel + u) / 256, u ~ U(0, 1): uint8 ``(n, 784)`` -> float32 in [0, 1]."""
-    return ((pixels.astype(np.float64) + rng.uniform(size=pixels.shape)) / 256.0).astype(np.float32)
+    return data_mod.dequantize(pixels, LEVELS, rng)
 
 
 def load(name: str, valid_size: int = VALID_SIZE) -> Dataset:
-    """MNIST or Fashion-MNIST as a :class:`nicelab.data.Dataset`: train / valid / test float32
-    ``(n, 784)`` in [0, 1], dequantized with a fixed seed; the validation set is ``valid_size``
-    images held out from the training images (at most a sixth of them, for small files)."""
+    """MNIST or Fashion-MNIST as a :class:`nicelab.data.Dataset` (from the cached files; never a
+    download): train / valid / test float32 ``(n, 784)`` in [0, 1], dequantized with a fixed
+    seed, plus the training pixels (``train_levels``) for fresh noise every epoch; the validation
+    set is ``valid_size`` images held out from the training images (at most a sixth of them,
+    for small files)."""
     (x_train, y_train), (x_test, y_test) = raw(name)
     rng = np.random.default_rng(DATA_SEED)
-    train = dequantize(x_train.reshape(len(x_train), -1), rng)
+    pixels = x_train.reshape(len(x_train), -1)
+    train = dequantize(pixels, rng)
     test = dequantize(x_test.reshape(len(x_test), -1), rng)
     order = np.random.default_rng(DATA_SEED + 1).permutation(len(train))
     n_valid = min(valid_size, len(train) // 6)
@@ -133,15 +185,14 @@ def load(name: str, valid_size: int = VALID_SIZE) -> Dataset:
     return Dataset(
         name, train[train_idx], train[valid_idx], test, image_shape=(28, 28), bounds=(0.0, 1.0),
         labels={"train": y_train[train_idx], "valid": y_train[valid_idx], "test": y_test},
+        levels=LEVELS, train_levels=pixels[train_idx],
     )
 
 
 def bits_per_dim(log_likelihood_nats: float, dim: int = 784) -> float:
     """Bits per dimension of the discrete pixels 0..255, from a log-likelihood in nats per image
     on the [0, 1] scale: (-log p + D log 256) / (D log 2) (the paper's 1980.50 -> about 4.36)."""
-    from nicelab.data import bits_per_dim as discrete_bits_per_dim
-
-    return discrete_bits_per_dim(log_likelihood_nats, dim, 256)
+    return data_mod.bits_per_dim(log_likelihood_nats, dim, LEVELS)
 
 
 def write_fake(name: str, keras_home: Path, n_train: int = 120, n_test: int = 40, seed: int = 0) -> Path:

@@ -8,6 +8,14 @@ calling ``train_step(model, prior, optimizer, x[rows[i]])`` at each step, compil
 when it can be (``jit_compile=True``). So Python and TensorFlow meet once per epoch, not once
 per step, and the loss is read back once per epoch.
 
+Good models fast, for every implementation that keeps stage 2's contract (``model.log_scale`` of
+shape (D,), ``forward``): before the first step the driver starts the scaling layer from the data
+(:func:`data_dependent_log_scale`, as Glow's actnorm), so no epoch is spent growing scales from
+e^0 to e^7 at Adam's pace of about one learning rate per step; ``log_scale`` then learns
+``config.scale_lr_factor`` times faster than the couplings (:class:`ScaleBoostedAdam`), with
+optional decoupled weight decay on the couplings only. Dequantized data (``Dataset.train_levels``)
+get fresh noise every epoch. None of this is in the student's code.
+
 Any student step still runs: when the XLA build of the epoch fails, the driver tries the plain
 ``tf.function`` build, then runs the step eagerly, each time saying so in one line. The model's
 and the optimizer's variables are restored before a retry, so a failed attempt leaves no trace.
@@ -26,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from nicelab.config import TrainConfig
-from nicelab.data import Dataset
+from nicelab.data import Dataset, dequantize
 
 #: How an epoch can run, fastest first: one XLA-compiled call, one tf.function call, eagerly.
 MODES = ("xla", "graph", "eager")
@@ -213,6 +221,15 @@ def _progress(epoch: int, epochs: int, train: float, valid: float, best: bool, o
     out.flush()
 
 
+def _train_sampler(data: Dataset, rng: np.random.Generator) -> Callable[[], np.ndarray]:
+    """The training set as the driver sees it each epoch: dequantized afresh from its integer
+    levels, x = (level + u) / levels with a new u ~ U(0, 1) per call, when the data set has them
+    (digits, MNIST); else the fixed ``data.train``."""
+    if data.train_levels is None or not data.levels:
+        return lambda: data.train
+    return lambda: dequantize(data.train_levels, data.levels, rng)
+
+
 def _check_inputs(modules, data, config) -> None:
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a nicelab.config.TrainConfig, got {type(config).__name__}.")
@@ -232,10 +249,63 @@ def _check_inputs(modules, data, config) -> None:
                          f"({len(data.train)} examples).")
 
 
+class ScaleBoostedAdam(tf.keras.optimizers.Adam):
+    """Adam whose steps on ``boosted`` variables (the scaling layer's ``log_scale``) use
+    ``factor`` times the learning rate of every other variable.
+
+    Adam moves each parameter by about the learning rate per step, whatever its gradient's size:
+    ``log_scale`` holds one number per dimension that the couplings' shifts keep asking to move
+    by whole units (a narrower conditional spread), so it gets a larger rate than the network
+    weights, whose every step is amplified by the scale in latent space.
+    """
+
+    def __init__(self, learning_rate, boosted=(), factor: float = 1.0, **kwargs):
+        super().__init__(learning_rate, **kwargs)
+        self._boosted = {self._var_key(v) for v in boosted}
+        self._factor = float(factor)
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self._factor != 1.0 and self._var_key(variable) in self._boosted:
+            learning_rate = learning_rate * self._factor
+        super().update_step(gradient, variable, learning_rate)
+
+
+#: Standard deviation of each prior kind's unit-scale component: the spread the data-dependent
+#: start gives every latent dimension (standard logistic: pi / sqrt(3); standard normal: 1).
+PRIOR_STD = {"logistic": math.pi / math.sqrt(3.0), "gaussian": 1.0}
+#: Examples of the training set the data-dependent start looks at, and the smallest spread it
+#: believes (a constant coordinate would otherwise ask for an infinite scale).
+INIT_EXAMPLES = 2048
+MIN_SPREAD = 1e-6
+
+
+def data_dependent_log_scale(model, x: np.ndarray, prior_kind: str) -> np.ndarray:
+    """The data-dependent start of the scaling layer (as Glow's actnorm): with ``log_scale``
+    zeroed, pass ``x`` (``(n, D)`` training examples) through ``model.forward`` (the couplings
+    alone), and return the ``(D,)`` log-scales that give each latent dimension the prior's spread:
+    log_scale_d = log(std_prior) - log(std_d), std_d the standard deviation of coupling output d.
+
+    Calling ``model.forward`` first also builds a model whose layers build lazily. The model's
+    ``log_scale`` is left at zero; the caller assigns the result.
+    """
+    x = tf.constant(x, dtype=tf.float32)
+    model.forward(x[:2])  # builds lazily built layers, and log_scale if it is made in build()
+    log_scale = getattr(model, "log_scale", None)
+    if not hasattr(log_scale, "assign") or tuple(log_scale.shape) != (x.shape[1],):
+        raise TrainingError(f"the model has no trainable log_scale variable of shape ({x.shape[1]},) "
+                            "(stage 2's contract): the driver cannot start the scaling layer.")
+    log_scale.assign(tf.zeros(log_scale.shape, tf.float32))
+    h = np.asarray(model.forward(x), dtype=np.float64)
+    spread = np.maximum(h.std(axis=0), MIN_SPREAD)
+    return (math.log(PRIOR_STD[prior_kind]) - np.log(spread)).astype(np.float32)
+
+
 def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
           verbose: bool = True, out=None, first_mode: str | None = None) -> Trained:
     """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``
-    by minimising the mean NLL -1/B sum_b log p(x_b) with Adam (cosine-decayed learning rate).
+    by minimising the mean NLL -1/B sum_b log p(x_b) with Adam (cosine-decayed learning rate,
+    ``config.scale_lr_factor`` times larger for ``log_scale``, ``config.weight_decay`` on the rest),
+    from the data-dependent start of ``log_scale`` when ``config.init_scale``.
 
     Each epoch visits ``len(data.train) // batch_size`` batches of a fresh seeded permutation
     (the last partial batch is dropped), then measures the validation NLL. Returns the model
@@ -251,10 +321,20 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
                                   config.hidden_layers)
     prior = lik.make_prior(data.dim, config.prior)
+    rng = np.random.default_rng(config.seed)
+    draw_train = _train_sampler(data, rng)
+    if config.init_scale:
+        sample = draw_train()[rng.permutation(len(data.train))[:INIT_EXAMPLES]]
+        model.log_scale.assign(data_dependent_log_scale(model, sample, config.prior))
+    else:
+        model.forward(tf.constant(data.train[:2]))  # build a lazily built model before the optimizer
     steps_per_epoch = max(1, len(data.train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, 0.01)
-    optimizer = tf.keras.optimizers.Adam(schedule)
+    optimizer = ScaleBoostedAdam(schedule, boosted=[model.log_scale], factor=config.scale_lr_factor,
+                                 weight_decay=config.weight_decay)
+    if config.weight_decay:  # decoupled decay of the coupling networks only, never of the scale
+        optimizer.exclude_from_weight_decay(var_list=[model.log_scale])
     optimizer.build(model.trainable_variables)
     notice = (lambda msg: print(msg, file=out)) if verbose else (lambda msg: None)
     if first_mode is None:
@@ -262,14 +342,13 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     runner = EpochRunner(lambda x: lik.train_step(model, prior, optimizer, x),
                          list(model.weights) + list(optimizer.variables), notice, first_mode)
     evaluate = tf.function(lambda x: lik.log_likelihood(model, prior, x), reduce_retracing=True)
-    x_train = tf.constant(data.train, dtype=tf.float32)
 
     history = History()
     best_weights, best_valid = None, math.inf
-    rng = np.random.default_rng(config.seed)
     start = time.perf_counter()
     for epoch in range(config.epochs):
         epoch_start = time.perf_counter()
+        x_train = tf.constant(draw_train(), dtype=tf.float32)
         order = rng.permutation(len(data.train))[:steps_per_epoch * config.batch_size]
         losses = runner(x_train, order.reshape(steps_per_epoch, config.batch_size).astype(np.int32))
         train_nll = float(np.mean(losses))

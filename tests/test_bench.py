@@ -124,6 +124,20 @@ def test_gaussian_baseline_is_the_maximum_likelihood_gaussian():
     assert base.test_log_likelihood == pytest.approx(-entropy, abs=0.03)
 
 
+def test_per_pixel_gaussian_ignores_correlations():
+    rng = np.random.default_rng(0)
+    cov = np.array([[2.0, 1.2], [1.2, 1.0]])
+    train, test = (rng.multivariate_normal([1.0, -1.0], cov, 20000) for _ in range(2))
+    pixels = quality.diagonal_gaussian_baseline(train, test, test)
+    # Independent dimensions: the sum of the one-dimensional entropies, above the joint one.
+    entropy = math.log(2 * math.pi * math.e) + 0.5 * math.log(cov[0, 0] * cov[1, 1])
+    assert pixels.test_log_likelihood == pytest.approx(-entropy, abs=0.03)
+    assert pixels.test_log_likelihood < quality.gaussian_baseline(train, test, test).test_log_likelihood
+    mixture = quality.gmm(train, test, test, 1, "diag")
+    assert mixture.settings == "1 x diag"
+    assert mixture.test_log_likelihood == pytest.approx(pixels.test_log_likelihood, abs=1e-3)
+
+
 def test_gmm_is_chosen_on_the_validation_set():
     rng = np.random.default_rng(0)
     centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])

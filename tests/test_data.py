@@ -61,3 +61,22 @@ def test_bits_per_dimension_convention():
     assert data.bits_per_dim(0.0, 64, 17) == pytest.approx(math.log2(17))
     # The NICE paper's MNIST log-likelihood, 1980.50 nats, is about 4.36 bits per dimension.
     assert data.bits_per_dim(1980.50, 784, 256) == pytest.approx(4.36, abs=0.01)
+
+
+def test_digits_keep_their_training_levels_for_fresh_noise():
+    d = data.load("digits")
+    assert d.levels == 17 and d.train_levels.shape == d.train.shape
+    assert np.array_equal(np.floor(d.train * 17), d.train_levels)
+    rng = np.random.default_rng(0)
+    a, b = data.dequantize(d.train_levels, 17, rng), data.dequantize(d.train_levels, 17, rng)
+    assert not np.array_equal(a, b), "each call draws new noise"
+    for draw in (a, b):
+        assert np.array_equal(np.floor(draw * 17), d.train_levels)
+    assert data.load("parabola").train_levels is None
+
+
+def test_a_data_set_is_added_by_registering_its_loader(monkeypatch):
+    ring = data.Dataset("ring", *(np.ones((4, 2), np.float32) for _ in range(3)))
+    monkeypatch.setitem(data.LOADERS, "ring", lambda: ring)
+    assert data.load("ring") is ring
+    assert set(data.DATASETS) <= set(data.LOADERS)

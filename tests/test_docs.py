@@ -318,3 +318,42 @@ def test_stage_pages_quote_the_numbers_nicelab_figures_wrote():
         detected, flagged = _percent(sweep["detection"]), _percent(sweep["false_alarms"])
         cells = f"| {sweep['batch_size']} | {detected} | {flagged} |"
         assert cells in page, f"5-outliers.md: no batch-size row {cells}"
+
+
+def test_figure_summaries_agree_with_what_the_code_computes_today():
+    """Each JSON summary under docs/figures was written by today's code, from one model: the
+    training config is today's preset, the derived numbers (bits per dimension, the gap to the
+    entropy, NLL = -log-likelihood) are what nicelab computes from the stored log-likelihood, and
+    the stage 4-5 summaries measured the clean test digits under the same digits model. A summary
+    left over from older code (a changed preset, convention or model) fails here: rerun
+    ``nicelab figures``."""
+    import dataclasses
+
+    from nicelab import data
+    from nicelab.config import PRESETS
+
+    figures = ROOT / "docs" / "figures"
+    results = {name: json.loads((figures / name / "result.json").read_text())
+               for name in ("parabola", "digits")}
+    for name, result in results.items():
+        assert result["config"] == dataclasses.asdict(PRESETS[name]), (
+            f"docs/figures/{name}/result.json was trained with another config than today's preset")
+    parabola = results["parabola"]
+    assert abs(parabola["gap"] - (parabola["test_nll"] - data.PARABOLA_ENTROPY)) < 1e-9
+    digits, dataset = results["digits"], data.load("digits")
+    assert digits["test_log_likelihood"] == -digits["test_nll"]
+    expected = data.bits_per_dim(digits["test_log_likelihood"], dataset.dim, dataset.levels)
+    assert abs(digits["bits_per_dim"] - expected) < 1e-9, (
+        f"docs/figures/digits/result.json: bits_per_dim {digits['bits_per_dim']:.4f}, but its "
+        f"log-likelihood gives {expected:.4f} in today's convention")
+    clean = {"inpainting/inpainting.json": "log_lik_truth", "outliers/outliers.json": "clean_mean_log_lik"}
+    for path, key in clean.items():
+        if not (figures / path).is_file():
+            continue
+        summary = json.loads((figures / path).read_text())
+        rows = summary.get("masks", [summary])
+        for row in rows:
+            if key in row:
+                assert abs(row[key] - digits["test_log_likelihood"]) < 1e-3, (
+                    f"docs/figures/{path}: {key} {row[key]:.3f} is not the test log-likelihood "
+                    f"{digits['test_log_likelihood']:.3f} of docs/figures/digits: another model")

@@ -15,11 +15,19 @@ TINY = ["--impl", "solutions", "--epochs", "1", "--couplings", "2", "--hidden-un
         "--hidden-layers", "1", "--batch-size", "32", "--quiet"]
 
 
+def offline_loader(name):
+    """Keras' loader as it behaves without network (tests never download)."""
+    def load_data():
+        raise OSError(f"URL fetch failure on https://example.invalid/{name}.npz: no network")
+    return load_data
+
+
 @pytest.fixture
 def keras_home(tmp_path, monkeypatch):
     home = tmp_path / "keras"
     monkeypatch.setenv("KERAS_HOME", str(home))
     monkeypatch.setattr(mnist, "keras_dirs", lambda: [home])  # never Keras' /tmp fallback here
+    monkeypatch.setattr(mnist, "keras_loader", offline_loader)  # never a download
     return home
 
 
@@ -28,6 +36,41 @@ def test_offline_without_the_file_says_where_to_put_it(keras_home):
         mnist.load("mnist")
     with pytest.raises(mnist.DataUnavailable, match="t10k-images-idx3-ubyte.gz"):
         mnist.load("fashion_mnist")
+    with pytest.raises(mnist.DataUnavailable, match="could not be downloaded .*no network.*mnist.npz"):
+        mnist.fetch("mnist")
+
+
+def test_load_never_downloads(keras_home, monkeypatch):
+    calls = []
+    monkeypatch.setattr(mnist, "keras_loader", lambda name: calls.append(name))
+    with pytest.raises(mnist.DataUnavailable):
+        mnist.load("mnist")
+    assert calls == [] and not mnist.cached("mnist")
+
+
+@pytest.mark.parametrize("name", mnist.NAMES)
+def test_fetch_downloads_once_through_keras_loader(keras_home, monkeypatch, name):
+    calls = []
+
+    def online_loader(asked):  # Keras' loader with network: it writes the cached files
+        def load_data():
+            calls.append(asked)
+            mnist.write_fake(asked, keras_home, n_train=12, n_test=6)
+        return load_data
+
+    monkeypatch.setattr(mnist, "keras_loader", online_loader)
+    mnist.fetch(name)
+    assert calls == [name] and mnist.cached(name)
+    mnist.fetch(name)  # cached now: no second download
+    assert calls == [name]
+    assert mnist.load(name).dim == 784
+
+
+def test_keras_loader_is_keras_own():
+    import keras
+
+    assert mnist.keras_loader("mnist") is keras.datasets.mnist.load_data
+    assert mnist.keras_loader("fashion_mnist") is keras.datasets.fashion_mnist.load_data
 
 
 def test_cli_reports_missing_data_in_one_line(keras_home, capsys):
@@ -35,7 +78,7 @@ def test_cli_reports_missing_data_in_one_line(keras_home, capsys):
 
     assert cli.main(["train", "mnist", *TINY]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "mnist.npz" in err and "never downloads" in err
+    assert len(err.splitlines()) == 1 and "mnist.npz" in err and "could not be downloaded" in err
 
 
 @pytest.mark.parametrize("name", mnist.NAMES)
@@ -55,6 +98,9 @@ def test_load_follows_the_paper_protocol(keras_home, name):
     assert all(np.floor(v * 256).astype(np.uint8).tobytes() in pixels for v in data.valid)
     again = mnist.load(name)
     assert np.array_equal(again.train, data.train), "dequantization has a fixed seed"
+    # the training pixels travel along, for fresh noise every epoch
+    assert data.levels == 256 and data.train_levels.shape == data.train.shape
+    assert np.array_equal(np.floor(data.train * 256), data.train_levels)
 
 
 def test_fashion_files_read_like_keras(keras_home, monkeypatch):

@@ -18,10 +18,12 @@ from nicelab import data as data_mod  # noqa: E402
 from nicelab import impl  # noqa: E402
 from nicelab.config import TrainConfig  # noqa: E402
 from nicelab.training import (  # noqa: E402
+    PRIOR_STD,
     EpochRunner,
     TrainingError,
     choose_mode,
     compile_step,
+    data_dependent_log_scale,
     step_flops,
     train,
 )
@@ -201,3 +203,110 @@ def test_choose_mode_uses_xla_for_long_runs_of_small_steps():
     assert choose_mode(64, digits, 100_000) == "graph"  # compute-bound
     # 4 couplings of [32, 256, 256, 256, 32] at batch 256: 3 x 2 x 256 x 147456 x 4.
     assert step_flops(64, digits) == 3 * 2 * 256 * 147456 * 4
+
+
+class LazyNICE(tf.keras.Model):
+    """A correct NICE whose coupling networks build lazily on their first call (no Input
+    layer), split in halves, with random (not identity) couplings at the start."""
+
+    def __init__(self, dim, num_couplings=4, hidden_units=64, hidden_layers=3, **kwargs):
+        super().__init__(**kwargs)
+        self.dim, self.half = dim, dim // 2
+        self.nets = [tf.keras.Sequential(
+            [tf.keras.layers.Dense(hidden_units, activation="relu") for _ in range(hidden_layers)]
+            + [tf.keras.layers.Dense(dim - self.half if i % 2 == 0 else self.half)])
+            for i in range(num_couplings)]
+        self.log_scale = self.add_weight(shape=(dim,), initializer="zeros", name="log_scale")
+
+    def _couple(self, x, sign, order):
+        x = tf.convert_to_tensor(x, tf.float32)
+        for i in order:
+            a, b = x[:, :self.half], x[:, self.half:]
+            if i % 2 == 0:
+                x = tf.concat([a, b + sign * self.nets[i](a)], axis=1)
+            else:
+                x = tf.concat([a + sign * self.nets[i](b), b], axis=1)
+        return x
+
+    def forward(self, x):
+        return self._couple(x, 1.0, range(len(self.nets))) * tf.exp(self.log_scale)
+
+    def backward(self, h):
+        return self._couple(tf.convert_to_tensor(h, tf.float32) * tf.exp(-self.log_scale), -1.0,
+                            reversed(range(len(self.nets))))
+
+    def log_det_jacobian(self):
+        return tf.reduce_sum(self.log_scale)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIOR_STD))
+@pytest.mark.parametrize("which", ["reference", "lazy"])
+def test_data_dependent_start_gives_each_latent_dimension_the_prior_spread(modules, kind, which):
+    """Whether the couplings start as the identity (the reference) or not (LazyNICE)."""
+    x = data_mod.load_digits().train
+    model = modules["model"].NICE(64, 2, 16, 1) if which == "reference" else LazyNICE(64, 2, 16, 1)
+    model.log_scale.assign(np.full(64, 0.5, np.float32))  # whatever it was: the start ignores it
+    log_scale = data_dependent_log_scale(model, x, kind)
+    assert log_scale.shape == (64,) and np.all(np.isfinite(log_scale))
+    assert np.all(model.log_scale.numpy() == 0), "the model's own variable is the caller's to set"
+    model.log_scale.assign(log_scale)
+    spread = np.asarray(model.forward(x)).std(axis=0)
+    np.testing.assert_allclose(spread, PRIOR_STD[kind], rtol=1e-3)
+    if which == "reference":  # identity couplings: a near-constant pixel (the corner, almost
+        assert log_scale.max() > 3  # always level 0) needs a scale far from the zero start
+
+
+class OneScaleNICE(LazyNICE):
+    """A model that breaks stage 2's contract: one log-scale shared by every dimension."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log_scale = self.add_weight(shape=(1,), initializer="zeros", name="one_log_scale")
+
+
+def test_the_start_needs_a_log_scale_of_the_right_shape():
+    with pytest.raises(TrainingError, match=r"log_scale variable of shape \(4,\)"):
+        data_dependent_log_scale(OneScaleNICE(4, 2, 8, 1), np.ones((8, 4), np.float32), "logistic")
+
+
+def test_a_lazily_built_model_trains(modules, small_parabola):
+    lazy = {"model": types.SimpleNamespace(NICE=LazyNICE), "likelihood": modules["likelihood"]}
+    trained = train(lazy, small_parabola, CONFIG, verbose=False, first_mode="graph")
+    assert trained.history.train_nll[-1] < trained.history.train_nll[0]
+    assert all(np.isfinite(v) for v in trained.history.valid_nll)
+    started = train(lazy, small_parabola, dataclasses.replace(CONFIG, init_scale=False), verbose=False,
+                    first_mode="graph")
+    assert started.history.train_nll[-1] < started.history.train_nll[0]
+
+
+def test_the_data_dependent_start_trains_faster(modules):
+    """One epoch on digits: from the data-dependent start, far better than from log_scale = 0."""
+    digits = data_mod.load_digits()
+    config = TrainConfig(epochs=1, batch_size=64, hidden_units=32, hidden_layers=1, prior="logistic")
+    fast = train(modules, digits, config, verbose=False, first_mode="graph")
+    slow = train(modules, digits, dataclasses.replace(config, init_scale=False), verbose=False,
+                 first_mode="graph")
+    assert fast.history.valid_nll[0] < slow.history.valid_nll[0] - 20  # nats per image
+
+
+def test_training_data_is_dequantized_afresh_every_epoch(modules):
+    digits = data_mod.load_digits()
+    small = dataclasses.replace(digits, train=digits.train[:64], train_levels=digits.train_levels[:64])
+    seen = []
+    lik = modules["likelihood"]
+
+    def recording_step(model, prior, optimizer, x):
+        seen.append(np.asarray(x))
+        return lik.train_step(model, prior, optimizer, x)
+
+    config = TrainConfig(epochs=3, batch_size=64, hidden_units=8, hidden_layers=1, prior="logistic")
+    train(with_step(modules, recording_step), small, config, verbose=False, first_mode="eager")
+    assert len(seen) == 3
+    rows = [{tuple(np.floor(r * 17).astype(int)): r for r in epoch} for epoch in seen]
+    levels = {tuple(r) for r in small.train_levels}
+    assert all(set(epoch) == levels for epoch in rows), "each epoch sees every training example's levels"
+    for key in levels:  # the same example, new noise each epoch, never the fixed copy
+        assert not np.array_equal(rows[0][key], rows[1][key])
+        assert not np.array_equal(rows[1][key], rows[2][key])
+    assert not any(np.array_equal(epoch[tuple(np.floor(r * 17).astype(int))], r)
+                   for epoch in rows for r in small.train)

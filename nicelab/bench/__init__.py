@@ -29,7 +29,11 @@ SECTIONS = {1: "feedback speed", 2: "training throughput", 3: "quality against l
 #: Goals of the issue.
 SUITE_GOAL_S = 30.0
 STAGE_GOAL_S = 15.0
-PARABOLA_GAP_GOAL = 0.02
+PARABOLA_GAP_GOAL = 0.01
+#: On a part of MNIST (the 5000 real test images of ../shared/data, 3334 for training), the
+#: default `nicelab train mnist` on 2 cores: at least this many nats per image, in this time.
+MNIST_PART_GOAL = 1650.0
+MNIST_TIME_GOAL_S = 300.0
 LIMIT_SHARE_GOAL = 0.5
 
 
@@ -215,6 +219,7 @@ class Bench:
         data = nice["data"]
         self.log("section 3: fitting the Gaussian and GaussianMixture baselines on digits")
         gauss = quality.gaussian_baseline(data.train, data.valid, data.test)
+        pixels = quality.diagonal_gaussian_baseline(data.train, data.valid, data.test)
         gmm, grid = quality.best_gmm(data.train, data.valid, data.test,
                                      s.gmm_components or quality.GMM_COMPONENTS)
         nice_ll = -nice["test_nll"]
@@ -226,15 +231,18 @@ class Bench:
                         verdict(nice_ll > max(gauss.test_log_likelihood, gmm.test_log_likelihood)),
                         {"test_log_likelihood": nice_ll, "seconds": nice["seconds"],
                          "config": dc.asdict(config)}))
-        for base in (gauss, gmm):
+        for base in (pixels, gauss, gmm):
             rows.append(Row(3, f"digits: {base.name}", f"{base.test_log_likelihood:.2f} ({base.settings}; "
                             f"valid {base.valid_log_likelihood:.2f})",
                             numbers={"test_log_likelihood": base.test_log_likelihood,
                                      "valid_log_likelihood": base.valid_log_likelihood}))
-        rows.append(self._mnist_row())
+        rows += self._mnist_rows()
         return rows
 
-    def _mnist_row(self) -> Row:
+    def _mnist_rows(self) -> list[Row]:
+        """NICE on MNIST with the mnist preset, beside a per-pixel Gaussian and a 20-component
+        diagonal GaussianMixture fitted in the same run; only when the file is cached (the bench
+        never downloads)."""
         import dataclasses as dc
 
         from nicelab.bench import quality
@@ -243,24 +251,45 @@ class Bench:
         try:
             from nicelab import mnist
         except ImportError:
-            return Row(3, "MNIST (paper's protocol)", "skipped: nicelab.mnist is not available",
-                       status="skipped")
-        try:
-            mnist.load("mnist")
-        except mnist.DataUnavailable:
-            return Row(3, "MNIST (paper's protocol)", "skipped: no MNIST file (see docs/mnist.md)",
-                       f">= {quality.PAPER_MNIST}", "skipped")
+            return [Row(3, "MNIST (paper's protocol)", "skipped: nicelab.mnist is not available",
+                        status="skipped")]
+        if not mnist.cached("mnist"):
+            return [Row(3, "MNIST (paper's protocol)", "skipped: no MNIST file (see docs/mnist.md)",
+                        f">= {quality.PAPER_MNIST}", "skipped")]
         config = PRESETS["mnist"]
         if self.settings.mnist_epochs is not None:
             config = dc.replace(config, epochs=self.settings.mnist_epochs)
-        self.log(f"section 3: training NICE on MNIST ({config.epochs} epochs; this takes a while)")
+        self.log(f"section 3: training NICE on MNIST ({config.epochs} epochs at most)")
         nice = quality.nice_quality("mnist", config)
+        data = nice["data"]
+        full = len(data.train) + len(data.valid) >= 60_000
+        self.log("section 3: fitting the per-pixel Gaussian and GaussianMixture baselines on MNIST")
+        gauss = quality.diagonal_gaussian_baseline(data.train, data.valid, data.test)
+        mixture = quality.gmm(data.train, data.valid, data.test, *quality.MNIST_GMM)
         ll = -nice["test_nll"]
-        return Row(3, "MNIST: NICE test log-likelihood (nats/image)",
-                   f"{ll:.2f} ({config.num_couplings} x {config.hidden_layers} x {config.hidden_units}, "
-                   f"{nice['epochs']} epochs, {nice['seconds'] / 60:.0f} min)",
-                   f">= {quality.PAPER_MNIST}", verdict(ll >= quality.PAPER_MNIST),
-                   {"test_log_likelihood": ll, "seconds": nice["seconds"], "config": dc.asdict(config)})
+        split = f"{len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test images"
+        if full:  # the paper's protocol: its number is the bar
+            goal, ok = f">= {quality.PAPER_MNIST}", ll >= quality.PAPER_MNIST
+        else:  # a part of MNIST (e.g. the 5000-image file): the CPU goal
+            goal = f">= {MNIST_PART_GOAL:.0f} in <= {MNIST_TIME_GOAL_S / 60:.0f} min"
+            ok = ll >= MNIST_PART_GOAL and nice["seconds"] <= MNIST_TIME_GOAL_S
+        rows = [Row(3, "MNIST: NICE test log-likelihood (nats/image)",
+                    f"{ll:.2f} = {mnist.bits_per_dim(ll):.3f} bits/dim ({config.num_couplings} x "
+                    f"{config.hidden_layers} x {config.hidden_units}, best epoch {nice['best_epoch']}/"
+                    f"{nice['epochs']}, {nice['seconds']:.0f} s; valid {-nice['valid_nll']:.2f}; {split})",
+                    goal, verdict(ok),
+                    {"test_log_likelihood": ll, "bits_per_dim": mnist.bits_per_dim(ll),
+                     "seconds": nice["seconds"], "config": dc.asdict(config), "n_train": len(data.train)})]
+        for base in (gauss, mixture):
+            rows.append(Row(3, f"MNIST: {base.name}", f"{base.test_log_likelihood:.2f} = "
+                            f"{mnist.bits_per_dim(base.test_log_likelihood):.3f} bits/dim ({base.settings}; "
+                            f"valid {base.valid_log_likelihood:.2f})",
+                            numbers={"test_log_likelihood": base.test_log_likelihood,
+                                     "valid_log_likelihood": base.valid_log_likelihood}))
+        rows.append(Row(3, "MNIST: NICE ahead of both baselines",
+                        f"by {ll - max(gauss.test_log_likelihood, mixture.test_log_likelihood):+.2f} nats",
+                        "ahead", verdict(ll > max(gauss.test_log_likelihood, mixture.test_log_likelihood))))
+        return rows
 
     def section4(self) -> list[Row]:
         result, _, _ = self.main_job()

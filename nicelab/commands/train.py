@@ -90,12 +90,14 @@ def report(trained, modules, data) -> dict:
 def run(args: argparse.Namespace) -> int:
     from nicelab import data as data_mod
     from nicelab import impl as impl_mod
-    from nicelab import runs
+    from nicelab import mnist, runs
     from nicelab.training import train
 
     name = data_name(args)
     config = config_from_args(args, name)
     modules = impl_mod.load_all(args.impl, runs.TRAINED_STAGES)
+    if name in mnist.NAMES:
+        mnist.fetch(name)  # with network, Keras' own loader downloads it the first time
     data = data_mod.load(name)
     out = args.out or runs.run_dir(name, config, args.impl)
     print(f"training NICE ({config.num_couplings} couplings, {config.hidden_layers} x "

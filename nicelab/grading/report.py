@@ -29,11 +29,10 @@ import os
 import shutil
 import tempfile
 import textwrap
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from pathlib import Path
-
 import tomllib
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
 from nicelab import STAGE_NAMES, STAGES, __version__
 from nicelab.checkrun import CheckResult
@@ -249,7 +248,7 @@ def submission_row(name: str, path: str, results: list[CheckResult], stages: tup
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def new_document(points: Points, options: dict) -> dict:
