@@ -26,7 +26,16 @@ import tensorflow_probability as tfp
 from nicelab import cache
 from nicelab import data as data_mod
 from nicelab import impl as impl_mod
-from nicelab.checking import changed_columns, expect, expect_answer, fail, numpy, random_batch, randomize
+from nicelab.checking import (
+    attempt,
+    changed_columns,
+    expect,
+    expect_answer,
+    fail,
+    numpy,
+    random_batch,
+    randomize,
+)
 from nicelab.training import compile_step, mean_nll
 
 pytestmark = pytest.mark.likelihood
@@ -41,6 +50,10 @@ ENTROPY_BAR = 0.15
 #: the entropy; a correct run falls by all of that).
 FALL_BAR = 1.0
 PAGE = "docs/lessons/3-likelihood.md"
+#: The likely mistake when train_step or the training run raises inside TensorFlow.
+LEFT_TENSORFLOW = ("the loss left TensorFlow (a NumPy call, .numpy() or float() on a tensor inside "
+                   "train_step or log_likelihood): keep every step of the loss in TensorFlow ops so "
+                   "the tape can differentiate it.")
 #: Where the logistic log-density is compared with TFP's: up to |h| = 1e4, both signs.
 FAR = (1e-3, 0.5, 3.0, 20.0, 60.0, 88.0, 89.0, 90.0, 100.0, 500.0, 1e3, 1e4)
 
@@ -353,7 +366,8 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
     before = [numpy(v) for v in flow.trainable_variables]
     expected = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
     optimizer = tf.keras.optimizers.Adam(1e-3)
-    loss = numpy(likelihood.train_step(flow, prior, optimizer, x))
+    loss = numpy(attempt(likelihood.train_step, flow, prior, optimizer, x, doing="train_step",
+                         likely=LEFT_TENSORFLOW))
     if loss.shape != () or abs(float(loss) - expected) > 1e-3 * max(1.0, abs(expected)):
         value = float(loss) if loss.shape == () else None
         if value is not None and abs(value - len(x) * expected) < 1e-3 * abs(len(x) * expected):
@@ -372,7 +386,7 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
            "apply the gradients of the loss with respect to all of model.trainable_variables "
            "(the couplings' networks and log_scale).")
     for _ in range(4):
-        likelihood.train_step(flow, prior, optimizer, x)
+        attempt(likelihood.train_step, flow, prior, optimizer, x, doing="train_step", likely=LEFT_TENSORFLOW)
     after = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
     expect(after < expected, "five steps on one batch to lower its NLL",
            f"{expected:.4f} before and {after:.4f} after",
@@ -420,7 +434,8 @@ def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
     losses = []
     for i in range(TRAIN["steps"]):
         batch = data.train[rng.integers(0, len(data.train), TRAIN["batch"])]
-        losses.append(float(step(tf.constant(batch))))
+        losses.append(float(attempt(step, tf.constant(batch), doing="training with your train_step",
+                                    likely=LEFT_TENSORFLOW)))
         if i == 0 and not step.is_compiled():
             # Your train_step runs only eagerly (too slow for 1000 steps here): the run goes on with
             # a compiled step on your log_likelihood. test_train_step_* still checks your train_step.

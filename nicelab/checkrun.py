@@ -20,6 +20,7 @@ import pytest
 
 from nicelab import STAGE_NAMES
 from nicelab.impl import PROJECT_ROOT
+from nicelab.stubs import is_stub
 
 CHECKS_DIR = PROJECT_ROOT / "checks"
 
@@ -183,7 +184,7 @@ class _Collector:
                 kind = "memory"
                 report.longrepr = ("Your code ran out of memory (MemoryError) during the check; look "
                                    "for a loop that keeps allocating or a huge array.")
-            elif call.excinfo.errisinstance(NotImplementedError):
+            elif is_stub(call.excinfo):
                 kind = "not_implemented"
             elif not call.excinfo.errisinstance((AssertionError, pytest.fail.Exception,
                                                  pytest.skip.Exception)):

@@ -24,6 +24,7 @@ import pytest
 
 from nicelab import STAGE_NAMES, STAGES
 from nicelab.quiet import import_tensorflow
+from nicelab.stubs import is_stub
 
 tf = import_tensorflow()
 
@@ -106,17 +107,30 @@ def pytest_report_header(config):
             "solutions of the stages before it")
 
 
+def _without_hint(longrepr) -> str:
+    """A check's one-line message without its "Likely mistake" (which assumes the checks it
+    builds on passed, and would otherwise blame code that may be right)."""
+    return str(longrepr).split(" Likely mistake:")[0]
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
-    """A stub's NotImplementedError becomes one line, not a traceback."""
+    """A stub's NotImplementedError becomes one line, not a traceback; a check whose foundation
+    failed says to fix that one first."""
     report = yield
-    if call.excinfo is not None and call.excinfo.errisinstance(NotImplementedError):
-        report.longrepr = f"Not implemented yet - {call.excinfo.value}"
-    elif report.failed and call.when == "call":
+    excinfo = call.excinfo
+    if is_stub(excinfo):
+        report.longrepr = f"Not implemented yet - {excinfo.value}"
+    elif excinfo is not None and excinfo.errisinstance(NotImplementedError):
+        first = str(excinfo.value).strip().splitlines()[0][:200]
+        report.longrepr = (f"Your code raised NotImplementedError: {first}. Likely mistake: NumPy "
+                           "(np.*, .numpy(), float()) applied to a tensor inside a compiled function; "
+                           "keep the computation in TensorFlow ops.")
+    if report.failed and call.when == "call" and not is_stub(excinfo):
         first = _failed_foundations(item)
         if first:
             report.longrepr = (f"Fix {first[0]} first: this check builds on it. "
-                               f"{report.longrepr}")
+                               f"{_without_hint(report.longrepr)}")
     if report.failed:
         FAILED.add(_function_key(item))
     return report

@@ -72,6 +72,21 @@ def not_implemented_message(stage: str, task: str) -> str:
     return f"Stage {number} ({stage}): implement {task}. See {docs_page(stage)}."
 
 
+#: What a stub (or an unanswered prediction) raises: "Stage 1 (coupling): implement ...".
+STUB_MESSAGE = re.compile(r"^Stage \d \(\w+\): ")
+
+
+def is_stub(excinfo) -> bool:
+    """True when a check's exception (pytest's ``ExceptionInfo``) is a stub's NotImplementedError:
+    one whose message names its stage (:func:`not_implemented_message`), or has none at all.
+    TensorFlow raises NotImplementedError too (NumPy called on a symbolic tensor inside a
+    compiled function): that is the student's error, not an unfinished stub."""
+    if excinfo is None or not excinfo.errisinstance(NotImplementedError):
+        return False
+    text = str(excinfo.value)
+    return not text or bool(STUB_MESSAGE.match(text))
+
+
 def make_stub(source: str, stage: str) -> str:
     """Replace every solution block of ``source`` by its stub. Raises ValueError on bad markers."""
     out: list[str] = []

@@ -16,10 +16,9 @@ outputs, fixed metadata), so ``stale()`` can tell when a generated file drifted 
 from __future__ import annotations
 
 import json
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from nicelab.impl import PROJECT_ROOT
 

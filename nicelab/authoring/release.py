@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from nicelab import STAGE_NAMES, __version__
@@ -281,7 +281,7 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
     write.text("README.md", _render("handout-README.md", **values))
     write.text("Makefile", _render("handout-Makefile", **values))
     write.text(".github/workflows/classroom.yml", classroom_workflow(open_stage, points_file))
-    created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    created = datetime.now(UTC).isoformat(timespec="seconds")
     write.text(released.FILENAME, f"# Written by `nicelab release student --open-stage {open_stage}`.\n"
                                   f"open_stage = {open_stage}\nnicelab_version = \"{__version__}\"\n"
                                   f"created = \"{created}\"\n")

@@ -12,10 +12,9 @@ it deselects any check of an unreleased stage and ends the report with one line 
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import tomllib
 
 from nicelab import STAGE_NAMES
 from nicelab.impl import PROJECT_ROOT

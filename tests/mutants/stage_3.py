@@ -74,6 +74,13 @@ MUTANTS = [
     Mutant("likelihood_loss_summed", "likelihood", "likelihood.py",
            ((LOSS, "loss = -tf.reduce_sum(log_likelihood(model, prior, x))"),),
            "train_step_returns", "summed over the batch"),
+    # the student trial's mistakes: the loss leaves TensorFlow (NumPy on the tape's tensors)
+    Mutant("likelihood_numpy_loss", "likelihood", "likelihood.py",
+           ((LOSS, "loss = -__import__('numpy').mean(log_likelihood(model, prior, x))"),),
+           "train_step_returns", "the loss left TensorFlow"),
+    Mutant("likelihood_float_loss", "likelihood", "likelihood.py",
+           ((LOSS, "loss = -float(tf.reduce_mean(log_likelihood(model, prior, x)))"),),
+           "train_step_returns", "the loss left TensorFlow"),
     Mutant("likelihood_returns_log_likelihood", "likelihood", "likelihood.py",
            (("    return loss\n", "    return -loss\n"),), "train_step_returns", "instead of the NLL"),
     Mutant("likelihood_updates_one_variable", "likelihood", "likelihood.py",
