@@ -90,7 +90,6 @@ class AdditiveCoupling(tf.keras.layers.Layer):
         # TODO (coupling): AdditiveCoupling.merge
         # Side by side, the two parts hold the original columns in the order keep, then
         # change. Which reordering of those columns puts each one back at its own index?
-        # (NumPy sorts indices for you; think of what sorting a permutation gives.)
         raise NotImplementedError(
             'Stage 1 (coupling): implement AdditiveCoupling.merge. See docs/lessons/1-coupling.md.'
         )

@@ -91,7 +91,6 @@ class AdditiveCoupling(tf.keras.layers.Layer):
         # BEGIN SOLUTION: AdditiveCoupling.merge
         # > Side by side, the two parts hold the original columns in the order keep, then
         # > change. Which reordering of those columns puts each one back at its own index?
-        # > (NumPy sorts indices for you; think of what sorting a permutation gives.)
         order = np.argsort(np.concatenate([self.keep, self.change]))
         return tf.gather(tf.concat([keep, change], axis=1), order, axis=1)
         # END SOLUTION
