@@ -117,9 +117,10 @@ def test_merge_command_refuses_with_one_line(tmp_path):
     assert "Traceback" not in done.stderr and not (tmp_path / "all.json").exists()
 
 
-#: What differs between two gradings of the same submission: clocks and resource use.
-VOLATILE = {"created", "updated", "graded_at", "wall_time", "duration", "peak_memory_mb", "output_bytes",
-            "output_excerpt"}
+#: What differs between two gradings of the same submission: clocks and resource use, and the
+#: row's signature, which covers them.
+VOLATILE = {"signature", "created", "updated", "graded_at", "wall_time", "duration", "peak_memory_mb",
+            "output_bytes", "output_excerpt"}
 
 
 def steady(value):
