@@ -23,12 +23,16 @@ import pytest
 import tensorflow as tf
 
 from nicelab import fixtures
-from nicelab.checking import expect, expect_answer, fail
+from nicelab.checking import attempt, expect, expect_answer, fail
 from nicelab.commands.inpaint import curvature
 
 pytestmark = pytest.mark.inpainting
 
 PAGE = "docs/lessons/4-inpainting.md"
+#: The likely mistakes when inpaint raises (a None gradient is the classic one).
+INPAINT_CRASH = ("a gradient of None, when NumPy (np.*, .numpy()) cut the tape between z and log p: keep "
+                 "the log-likelihood in TensorFlow ops on the watched z. Otherwise, see the docstring for "
+                 "every argument: inpaint returns an array shaped like x.")
 #: The digits check: top half of 100 test digits hidden, filled from the mean training image, with
 #: step_size = min(0.03, 3 / lambda), lambda the median largest curvature of -log p over the hidden
 #: pixels at the start (a sharper reference model needs a smaller step: see the lesson page).
@@ -52,13 +56,8 @@ def log_lik(model, prior, x) -> np.ndarray:
 
 def run_inpaint(inpainting, *args, **kwargs) -> np.ndarray:
     """inpaint(...) as a float NumPy array, or a failed check that says what went wrong."""
-    try:
-        result = inpainting.inpaint(*args, **kwargs)
-    except NotImplementedError:
-        raise
-    except Exception as err:  # noqa: BLE001 - a crash becomes one sentence
-        fail("inpaint to run on a trained model", f"{type(err).__name__}: {err}",
-             "inpaint must return an array shaped like x (see the docstring for every argument).")
+    result = attempt(lambda: inpainting.inpaint(*args, **kwargs), doing="inpaint on a trained model",
+                     likely=INPAINT_CRASH)
     if isinstance(result, tf.Tensor | tf.Variable):
         result = result.numpy()
     result = np.asarray(result)

@@ -24,7 +24,7 @@ from scipy.stats import norm
 from sklearn.metrics import precision_score, recall_score
 
 from nicelab import fixtures
-from nicelab.checking import expect, expect_answer, fail
+from nicelab.checking import attempt, expect, expect_answer, fail
 
 pytestmark = pytest.mark.outliers
 
@@ -127,7 +127,10 @@ def test_precision_recall_agree_with_sklearn(outliers, seed):
 
 def test_precision_when_nothing_is_flagged(outliers):
     is_outlier = np.array([True, False, True, False])
-    got = outliers.precision_recall(np.zeros(4, dtype=bool), is_outlier)
+    got = attempt(outliers.precision_recall, np.zeros(4, dtype=bool), is_outlier,
+                  doing="precision_recall with nothing flagged",
+                  likely="precision is 0/0 when nothing is flagged: return 0.0 there (scikit-learn's "
+                         "convention), not NaN or an error.")
     expect(tuple(float(v) for v in got) == (0.0, 0.0), "(0.0, 0.0) when nothing is flagged", f"{got!r}",
            "precision is 0/0 when nothing is flagged: return 0.0 there (scikit-learn's convention), "
            "not NaN or an error.")
@@ -194,6 +197,13 @@ def describe(results) -> str:
     return ", ".join(f"{recall:.2f} at {level}" for level, _, recall in results)
 
 
+#: What the noise-level checks rest on: the threshold, the flags, the noise and the metrics.
+DETECTION_FOUNDATIONS = ("test_threshold_hits_the_false_alarm_rate", "test_flags_mark_low_log_likelihood",
+                         "test_precision_recall_agree_with_sklearn",
+                         "test_noise_has_the_requested_std_and_seed")
+
+
+@pytest.mark.builds_on(*DETECTION_FOUNDATIONS)
 def test_recall_rises_with_the_noise_level(noise_recalls):
     recalls = [recall for _, _, recall in noise_recalls]
     rising = all(b >= a - 0.03 for a, b in zip(recalls, recalls[1:], strict=False))
@@ -203,6 +213,7 @@ def test_recall_rises_with_the_noise_level(noise_recalls):
            "log-likelihoods.")
 
 
+@pytest.mark.builds_on(*DETECTION_FOUNDATIONS)
 def test_recall_reaches_the_bar_on_strong_noise(noise_recalls):
     level, precision, recall = noise_recalls[-1]
     if recall < RECALL_BAR:
@@ -267,7 +278,8 @@ def test_entropy_comes_from_one_part_of_the_validation_data(outliers):
            "the batch size.")
 
 
-@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded")
+@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded",
+                       "test_entropy_comes_from_one_part_of_the_validation_data")
 def test_epsilon_shrinks_with_the_batch_size(outliers):
     valid = synthetic_log_liks(np.random.default_rng(2), 4000)
     small, large = fit(outliers, valid, 4)[1], fit(outliers, valid, 64)[1]
@@ -344,6 +356,7 @@ def test_flag_batches_is_two_sided(outliers):
 
 
 @pytest.mark.builds_on("test_flag_batches_is_two_sided",
+                       "test_entropy_comes_from_one_part_of_the_validation_data",
                        "test_typicality_false_alarms_on_fresh_clean_batches")
 def test_typicality_detects_shifted_digits(outliers, digits):
     """Fitted on the validation digits, batches of 25: clean test digits (not fitted on) are rarely
