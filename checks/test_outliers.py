@@ -326,26 +326,6 @@ def test_typicality_false_alarms_on_fresh_clean_batches(outliers, rate, band):
          "averaged over 20 fits)", f"{seen:.1%}", likely)
 
 
-@pytest.mark.builds_on("test_fit_typicality_returns_two_floats_and_is_seeded",
-                       "test_entropy_comes_from_one_part_of_the_validation_data",
-                       "test_typicality_false_alarms_on_fresh_clean_batches")
-def test_epsilon_comes_from_the_part_the_entropy_did_not(outliers):
-    """Batches of 200 from 400 validation values: the entropy estimate's own error is then as large
-    as a batch mean's spread. Epsilon measured on the entropy's own part misses that error and
-    flags about 15 % of fresh clean batches; from the other part, about 5 % (60 fits)."""
-    rates = []
-    for seed in range(60):
-        valid = synthetic_log_liks(np.random.default_rng(300 + seed), 400)
-        entropy, epsilon = fit(outliers, valid, 200, FALSE_ALARM_RATE, seed=seed)
-        fresh = synthetic_log_liks(np.random.default_rng(400 + seed), (500, 200))
-        rates.append(float(np.mean(statistic(fresh, entropy) > epsilon)))
-    seen = float(np.mean(rates))
-    expect(seen <= 0.10, "at most 10 % of fresh clean batches of 200 flagged at a 5 % rate (60 fits on 400 "
-           "values each)", f"{seen:.1%}",
-           "epsilon from the same points as the entropy: draw epsilon's batches from the other part, "
-           "whose mean differs from the entropy estimate as a fresh batch's does.")
-
-
 def test_flag_batches_is_two_sided(outliers):
     entropy, epsilon = 30.0, 2.0
     offsets = np.array([-4.0, -2.5, -1.0, 0.0, 1.0, 2.5, 4.0])  # mean NLL - entropy, per batch

@@ -120,10 +120,6 @@ MUTANTS = [
            "noise_is_gaussian", "another law"),
     Mutant("typicality_same_points", "outliers", "outliers.py",
            ((PARTS, "part_a, part_b = valid, valid"),), "entropy_comes_from_one_part", "same points"),
-    # the second student trial's find: split, but epsilon's batches drawn from the entropy's part
-    Mutant("typicality_epsilon_from_the_entropy_part", "outliers", "outliers.py",
-           ((BATCHES, BATCHES.replace("rng.choice(part_b", "rng.choice(part_a")),),
-           "epsilon_comes_from_the_part", "same points as the entropy"),
     Mutant("typicality_entropy_is_mean_log_lik", "outliers", "outliers.py",
            ((ENTROPY, "entropy = float(np.mean(part_a))"),), "entropy_comes_from_one_part", "NEGATIVE"),
     Mutant("typicality_epsilon_wrong_tail", "outliers", "outliers.py",
