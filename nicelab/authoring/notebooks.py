@@ -20,7 +20,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.impl import PROJECT_ROOT
 
 SOURCES = PROJECT_ROOT / "notebooks" / "src"
 OUTPUT = PROJECT_ROOT / "notebooks"

@@ -14,5 +14,5 @@
 * :mod:`nicelab.grader.inline` - ``nicelab.check(stage)``: the checks run from a notebook cell.
 
 (The plugin, assertions, runner and batch grading still live in ``nicelab.checks_plugin``,
-``nicelab.checking``, ``nicelab.checkrun`` and ``nicelab.grading``.)
+``nicelab.grader.assertions``, ``nicelab.grader.runner`` and ``nicelab.grader``.)
 """

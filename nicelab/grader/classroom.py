@@ -49,7 +49,7 @@ def error_result(stage: str, max_score: float, reason: str) -> dict:
 
 def results(path: Path) -> dict[str, dict]:
     """stage -> the reporter's object, from the results file ``path`` of ``nicelab grade --json``."""
-    from nicelab.grading.report import load_points
+    from nicelab.grader.report import load_points
 
     try:
         document = json.loads(Path(path).read_text())

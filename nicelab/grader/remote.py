@@ -263,7 +263,7 @@ def _probe(name: str, objects: dict, args: list):
     if name == "variables":
         return [[list(map(int, v.shape)), id(v) % 2**31] for v in target.trainable_variables]
     if name == "randomize":  # random weights (a fresh network's output layer may start at zero)
-        from nicelab.checking import randomize
+        from nicelab.grader.assertions import randomize
 
         randomize(target.trainable_variables, int(args[1]))
         return None
@@ -297,10 +297,10 @@ class _Fields:
 
 def serve(impl: str, stage: str, fd_in: int, fd_out: int) -> None:
     """Answer the parent's requests until it closes the pipe (the child's main loop)."""
-    from nicelab.quiet import import_tensorflow
+    from nicelab.core.quiet import import_tensorflow
 
     import_tensorflow()
-    from nicelab import impl as impl_mod
+    from nicelab.core import impl as impl_mod
 
     objects: dict[int, object] = {}
     counter = [1]

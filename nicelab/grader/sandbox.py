@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nicelab import STAGE_NAMES
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.impl import PROJECT_ROOT
 
 #: Where things are inside the sandbox.
 ROOT = Path("/grader")
@@ -133,7 +133,7 @@ def python_inside() -> str:
 
 def environment(threads: int) -> dict[str, str]:
     """The grading process's whole environment (nothing of the instructor's is passed on)."""
-    from nicelab.cache import cache_dir
+    from nicelab.core.cache import cache_dir
 
     env = {
         "PATH": f"{os.path.dirname(python_inside())}:/usr/local/bin:/usr/bin:/bin",
@@ -164,7 +164,7 @@ def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bw
 
 
 def _options(view: View, threads: int, info_fd: int) -> list[str]:
-    from nicelab.cache import cache_dir
+    from nicelab.core.cache import cache_dir
 
     cmd = ["--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID),
            "--hostname", "grader", "--die-with-parent", "--new-session", "--cap-drop", "ALL",

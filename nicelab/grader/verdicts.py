@@ -6,7 +6,7 @@ Jacobian, odd dimensions, own variables per layer, gradients reaching every vari
 independent of the batch), each decided here from the student's answers to inputs drawn with
 a secret seed, so that nothing the student's code patches in its own process changes them.
 
-``stage1_verdicts(module, seed)`` returns one :class:`~nicelab.checkrun.CheckResult` per
+``stage1_verdicts(module, seed)`` returns one :class:`~nicelab.grader.runner.CheckResult` per
 property (``nodeid``: ``remote/coupling::NAME``).
 """
 
@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nicelab.checkrun import CheckResult
 from nicelab.grader.remote import Handle, ProtocolError, RemoteError
+from nicelab.grader.runner import CheckResult
 
 DIM = 6
 SMALL = {"hidden_units": 16, "hidden_layers": 2}
