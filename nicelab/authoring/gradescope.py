@@ -31,8 +31,9 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from nicelab import STAGE_NAMES, __version__
 from nicelab.authoring.release import gated_pyproject
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.grader import released
 from nicelab.grader.runner import stage_of_file

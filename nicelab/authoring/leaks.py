@@ -17,7 +17,7 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.stubs import make_stub
 
 #: Shorter squashed lines ("returnx", "else:") are too common to mean anything.

@@ -29,9 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nicelab import STAGE_NAMES, __version__
 from nicelab.authoring import docs as docs_mod
 from nicelab.authoring import leaks
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.core.stubs import make_stub
 from nicelab.grader import released

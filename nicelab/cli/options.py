@@ -2,13 +2,22 @@
 ``nicelab train``'s, so the same options find the same saved weights), loading the
 implementation's own stages and reusing ``nicelab train``'s model or training one.
 
-No TensorFlow at import time: the command modules import this at their top.
+No TensorFlow at import time: the command modules import this at their top (and ``--help``
+imports every command).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
+
+import numpy as np
+
+from nicelab.core import data as data_mod
+from nicelab.core import impl as impl_mod
+from nicelab.core.config import PRESETS, TrainConfig
+from nicelab.core.mnist import with_arch
 
 
 def add_model_arguments(parser: argparse.ArgumentParser,
@@ -31,20 +40,27 @@ def add_model_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--quiet", action="store_true", help="no training progress bar")
 
 
-def config_from_args(args: argparse.Namespace, name: str):
+def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
     """The training config: the data set's preset, ``--arch``, then the explicit options."""
-    from nicelab.cli.commands import train as train_cmd
-
-    return train_cmd.config_from_args(args, name)
+    overrides = {
+        "epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
+        "num_couplings": args.couplings, "hidden_units": args.hidden_units,
+        "hidden_layers": args.hidden_layers, "prior": args.prior, "seed": args.seed,
+    }
+    for key in ("epochs", "batch_size", "num_couplings", "hidden_units", "hidden_layers"):
+        if overrides[key] is not None and overrides[key] < 1:
+            raise ValueError(f"--{key.replace('_', '-')} must be at least 1.")
+    if args.lr is not None and not args.lr > 0:
+        raise ValueError("--lr must be positive.")
+    return dataclasses.replace(with_arch(PRESETS[name], getattr(args, "arch", None)),
+                               **{k: v for k, v in overrides.items() if v is not None})
 
 
 def load(args: argparse.Namespace, stages: tuple[str, ...], name: str):
     """``(modules, data, trained, out)``: the implementation's own ``stages`` (with stages 1-3),
     the data, ``nicelab train``'s model for this config (trained now when there is none) and the
     output folder (created)."""
-    from nicelab.core import data as data_mod
-    from nicelab.core import impl as impl_mod
-    from nicelab.core import runs
+    from nicelab.core import runs  # imports TensorFlow: only once a command runs
 
     config = config_from_args(args, name)
     modules = impl_mod.load_all(args.impl, (*runs.TRAINED_STAGES, *stages))
@@ -63,8 +79,6 @@ def load(args: argparse.Namespace, stages: tuple[str, ...], name: str):
 
 def log_likelihoods(modules, trained, x, batch: int = 2000):
     """log p(x) of every row of ``x`` with the implementation's stage 3, in batches, as float64."""
-    import numpy as np
-
     lik = modules["likelihood"]
     parts = [np.asarray(lik.log_likelihood(trained.model, trained.prior, x[i:i + batch]))
              for i in range(0, len(x), batch)]

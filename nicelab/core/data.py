@@ -12,40 +12,19 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from nicelab.core import toy
+from nicelab.core import mnist, toy
+from nicelab.core.dataset import DATA_SEED, Dataset, bits_per_dim, dequantize, split_indices
 from nicelab.core.validate import check_choice, check_positive_int
+
+__all__ = ["DATASETS", "DATA_SEED", "LOADERS", "PARABOLA_ENTROPY", "Dataset", "bits_per_dim", "dequantize",
+           "digit_levels", "load", "load_digits", "load_mnist", "load_parabola", "load_toy", "parabola",
+           "split_indices"]
 
 #: Exact differential entropy of the parabola in raw units: the lowest expected NLL possible.
 PARABOLA_ENTROPY = math.log(2 * math.pi * math.e) + math.log(4.0)
-
-DATA_SEED = 20141030  # NICE's arXiv submission date: the splits never change
-
-
-@dataclass
-class Dataset:
-    """A data set split three ways; every array is float32 shaped ``(n, D)``."""
-
-    name: str
-    train: np.ndarray
-    valid: np.ndarray
-    test: np.ndarray
-    image_shape: tuple[int, int] | None = None
-    entropy: float | None = None  # exact differential entropy, when known
-    bounds: tuple[float, float] | None = None  # the box the data lives in, when bounded
-    labels: dict[str, np.ndarray] = field(default_factory=dict)  # split -> class labels
-    levels: int | None = None  # for dequantized data: how many discrete levels per dimension
-    #: For dequantized data: the training split's integer levels ``(n, D)``, from which the
-    #: training driver draws fresh noise every epoch (``train`` is one fixed draw of it, as are
-    #: ``valid`` and ``test``).
-    train_levels: np.ndarray | None = None
-
-    @property
-    def dim(self) -> int:
-        return int(self.train.shape[1])
 
 
 def parabola(n: int, seed: int | None = None) -> np.ndarray:
@@ -55,26 +34,6 @@ def parabola(n: int, seed: int | None = None) -> np.ndarray:
     x2 = rng.normal(0.0, 4.0, size=n)
     x1 = rng.normal(x2**2 / 4.0, 1.0)
     return np.stack([x1, x2], axis=1).astype(np.float32)
-
-
-def dequantize(levels: np.ndarray, num_levels: int, rng: np.random.Generator) -> np.ndarray:
-    """Integer levels 0..num_levels-1 -> (level + u) / num_levels in [0, 1], u ~ U(0, 1),
-    float32 of the same shape. Each call draws new noise from ``rng``."""
-    return ((levels + rng.uniform(size=levels.shape)) / num_levels).astype(np.float32)
-
-
-def bits_per_dim(log_likelihood: float, dim: int, levels: int) -> float:
-    """Bits per dimension of dequantized data in the usual convention: the continuous density
-    on [0, 1]^D, rescaled to the discrete grid of ``levels`` values per dimension,
-    (-log p(x) + D log(levels)) / (D log 2); log2(levels) means no better than uniform."""
-    return (-log_likelihood + dim * math.log(levels)) / (dim * math.log(2.0))
-
-
-def split_indices(n: int, fractions: tuple[float, float], seed: int) -> tuple[np.ndarray, ...]:
-    """A seeded permutation of range(n) cut into train / valid / test by ``fractions``."""
-    order = np.random.default_rng(seed).permutation(n)
-    n_train, n_valid = int(round(fractions[0] * n)), int(round(fractions[1] * n))
-    return order[:n_train], order[n_train:n_train + n_valid], order[n_train + n_valid:]
 
 
 def load_parabola(n_train: int = 20000, n_valid: int = 5000, n_test: int = 50000) -> Dataset:
@@ -113,8 +72,6 @@ def load_toy(name: str, **kwargs) -> Dataset:
 
 
 def load_mnist(name: str = "mnist", **kwargs) -> Dataset:
-    from nicelab.core import mnist  # only MNIST needs its loader (and, to download, Keras)
-
     return mnist.load(name, **kwargs)
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 
 ENV_VAR = "NICELAB_IMPL"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

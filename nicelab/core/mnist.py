@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from nicelab.core import data as data_mod
+from nicelab.core import dataset as data_mod
 from nicelab.core.config import TrainConfig
-from nicelab.core.data import DATA_SEED, Dataset
+from nicelab.core.dataset import DATA_SEED, Dataset
 
 NAMES = ("mnist", "fashion_mnist")
 LEVELS = 256  # pixel values 0..255

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 
 BEGIN = re.compile(r"^(?P<indent>\s*)# BEGIN SOLUTION: (?P<task>.+?)\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")

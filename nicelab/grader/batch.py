@@ -52,7 +52,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.grader import integrity, report, sandbox
 from nicelab.grader import shard as sharding

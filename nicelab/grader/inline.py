@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from nicelab import STAGE_NAMES, STAGES
+from nicelab.core.course import STAGE_NAMES, STAGES
 
 __all__ = ["ChecksFailed", "Verdicts", "check", "verdict_lines"]
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from nicelab import STAGE_NAMES, STAGES
+from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
 

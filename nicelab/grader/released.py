@@ -16,7 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 
 FILENAME = "nicelab-release.toml"

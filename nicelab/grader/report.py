@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nicelab import STAGE_NAMES, STAGES, __version__
+from nicelab.core.course import STAGE_NAMES, STAGES
+from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
 from nicelab.grader.integrity import clean_text, csv_cell
 from nicelab.grader.runner import CheckResult

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.core.stubs import is_stub
 
@@ -193,7 +193,7 @@ class _Collector:
         return report
 
     def _kind(self, report, stage: str | None, message: str) -> tuple[str, str | None, list[str]]:
-        from nicelab.checks_plugin import LOADS
+        from nicelab.grader.plugin import LOADS
 
         load = LOADS.get(stage) if stage else None
         own = list(load.own_earlier) if load else []
@@ -265,7 +265,7 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
     progress as checks are collected, start and finish. ``collect_only``: collect (and report
     ``collected``) without running any check or fixture.
     """
-    from nicelab import checks_plugin
+    from nicelab.grader import plugin as checks_plugin
 
     unknown = [s for s in stages or () if s not in STAGE_NAMES]
     if unknown:

@@ -35,7 +35,7 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 
 #: Where things are inside the sandbox.

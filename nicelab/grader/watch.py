@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import resolve
 
 #: Every verdict block ends with a line that starts with this (``nicelab bench`` and the tests

@@ -14,6 +14,7 @@ deterministically, and write it where the pages expect it (``docs/figures/...``)
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import json
 import shutil
@@ -87,11 +88,9 @@ def _trained_figures(name: str, out: Path, args: argparse.Namespace) -> list[Pat
 def _stage_figures(command: str, folder: str, docs: Path) -> list[Path]:
     """Run ``nicelab COMMAND digits --impl solutions`` and copy its PNGs (and its JSON summary,
     whose numbers the stage page quotes) to docs/figures/FOLDER."""
-    from nicelab import cli
-
     target = docs / "figures" / folder
     with tempfile.TemporaryDirectory(prefix=f"nicelab-{command}-") as tmp:
-        code = cli.main([command, "digits", "--impl", IMPL, "--out", tmp])
+        code = _run_command(command, ["digits", "--impl", IMPL, "--out", tmp])
         if code != 0:
             raise RuntimeError(f"nicelab {command} digits --impl {IMPL} exited with {code}.")
         pngs = sorted(Path(tmp).rglob("*.png"))
@@ -107,6 +106,17 @@ def _stage_figures(command: str, folder: str, docs: Path) -> list[Path]:
         for table in sorted(Path(tmp).glob("*.json")):  # the numbers the stage page quotes
             shutil.copy2(table, target / table.name)
     return copied
+
+
+def _run_command(command: str, argv: list[str]) -> int:
+    """``nicelab COMMAND ARGV``, run through the command's own module (never back through
+    :func:`nicelab.cli.main`, which runs this command)."""
+    module = importlib.import_module(f"nicelab.cli.commands.{command}")
+    parser = argparse.ArgumentParser(prog=f"nicelab {command}")
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.command = command
+    return int(module.run(args) or 0)
 
 
 def update_page(page: Path, images: list[Path], docs: Path, empty: str) -> bool:

@@ -23,8 +23,8 @@ import argparse
 import time
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
 from nicelab.cli.commands import add_impl_argument
+from nicelab.core.course import STAGE_NAMES
 from nicelab.grader import released
 from nicelab.grader import shard as sharding
 

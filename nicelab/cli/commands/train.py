@@ -4,13 +4,11 @@ validation NLL, save them and write figures."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
 from nicelab.cli.commands import add_data_argument, add_impl_argument, data_name
-from nicelab.cli.options import add_model_arguments
-from nicelab.core.config import PRESETS, TrainConfig
+from nicelab.cli.options import add_model_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,23 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_impl_argument(parser)
     add_model_arguments(parser, title="model and training (defaults: the data set's preset)",
                         out_help="output folder (default runs/DATA/IMPL-KEY)")
-
-
-def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
-    overrides = {
-        "epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
-        "num_couplings": args.couplings, "hidden_units": args.hidden_units,
-        "hidden_layers": args.hidden_layers, "prior": args.prior, "seed": args.seed,
-    }
-    for key in ("epochs", "batch_size", "num_couplings", "hidden_units", "hidden_layers"):
-        if overrides[key] is not None and overrides[key] < 1:
-            raise ValueError(f"--{key.replace('_', '-')} must be at least 1.")
-    if args.lr is not None and not args.lr > 0:
-        raise ValueError("--lr must be positive.")
-    from nicelab.core.mnist import with_arch
-
-    return dataclasses.replace(with_arch(PRESETS[name], getattr(args, "arch", None)),
-                               **{k: v for k, v in overrides.items() if v is not None})
 
 
 def write_figures(trained, modules, data, out: Path) -> list[Path]:

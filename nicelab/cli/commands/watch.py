@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from nicelab import STAGE_NAMES
 from nicelab.cli.commands import add_impl_argument
+from nicelab.core.course import STAGE_NAMES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
