@@ -23,8 +23,8 @@ import pytest
 import tensorflow as tf
 
 from nicelab.checking import expect, expect_answer, fail
-from nicelab.cli.commands.inpaint import curvature
 from nicelab.grader import fixtures
+from nicelab.tasks.inpaint import curvature
 
 pytestmark = pytest.mark.inpainting
 

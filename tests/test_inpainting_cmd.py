@@ -13,8 +13,8 @@ from nicelab.core.quiet import import_tensorflow
 tf = import_tensorflow()
 
 from nicelab import cli  # noqa: E402
-from nicelab.cli.commands.inpaint import IMAGE_MASKS, make_masks  # noqa: E402
 from nicelab.core import runs  # noqa: E402
+from nicelab.tasks.inpaint import IMAGE_MASKS, make_masks  # noqa: E402
 
 TINY = ["--impl", "solutions", "--epochs", "2", "--hidden-units", "16", "--hidden-layers", "1", "--quiet"]
 

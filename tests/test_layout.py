@@ -9,8 +9,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "nicelab"
 MAX_TOP_LEVEL, MAX_MODULE_LINES, MAX_FUNCTION_LINES = 10, 400, 60
@@ -105,14 +103,12 @@ def test_at_most_ten_modules_directly_in_nicelab():
     assert len(top) <= MAX_TOP_LEVEL, f"{len(top)} modules and packages in nicelab/: {top}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the long functions are not split yet")
 def test_no_module_over_400_lines():
     long = {name: n for name, path in modules().items()
             if (n := len(path.read_text().splitlines())) > MAX_MODULE_LINES}
     assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the long functions are not split yet")
 def test_no_function_over_60_lines():
     long = []
     for name, path in modules().items():

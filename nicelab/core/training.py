@@ -16,6 +16,7 @@ e^0 to e^7 at Adam's pace of about one learning rate per step; ``log_scale`` the
 optional decoupled weight decay on the couplings only. Dequantized data (``Dataset.train_levels``)
 get fresh noise every epoch. None of this is in the student's code.
 
+How an epoch runs, and how a failed build falls back, is :mod:`nicelab.core.epochs`.
 Any student step still runs: when the XLA build of the epoch fails, the driver tries the plain
 ``tf.function`` build, then runs the step eagerly, each time saying so in one line. The model's
 and the optimizer's variables are restored before a retry, so a failed attempt leaves no trace.
@@ -35,16 +36,13 @@ import tensorflow as tf
 
 from nicelab.core.config import TrainConfig
 from nicelab.core.data import Dataset, dequantize
-
-#: How an epoch can run, fastest first: one XLA-compiled call, one tf.function call, eagerly.
-MODES = ("xla", "graph", "eager")
-
-#: XLA pays for its compile time (a few seconds) only on long runs of small steps: below this
-#: many steps, or above :data:`XLA_MAX_FLOPS` matmul FLOPs per step (where TensorFlow's own
-#: matmul kernels are as fast as XLA's and per-step overhead no longer matters), the driver starts
-#: with the plain tf.function build. Measured with ``nicelab bench --section 2``.
-XLA_MIN_STEPS = 3000
-XLA_MAX_FLOPS = 2e8
+from nicelab.core.epochs import (  # noqa: F401 - MODES, compile_step, step_flops: re-exported
+    MODES,
+    EpochRunner,
+    choose_mode,
+    compile_step,
+    step_flops,
+)
 
 
 class TrainingError(Exception):
@@ -72,128 +70,6 @@ class Trained:
     prior: object
     history: History
     config: TrainConfig
-
-
-def _one_line(err: BaseException) -> str:
-    """``Type: message`` on one line; of TensorFlow's "in user code: ..." stacks, the last line."""
-    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    if last.startswith(f"{type(err).__name__}:"):
-        last = last[len(type(err).__name__) + 1:].strip()
-    return f"{type(err).__name__}: {last[:120]}" if last else type(err).__name__
-
-
-def compile_step(step: Callable, notice: Callable[[str], None] = print,
-                 jit_compile: bool = False) -> Callable:
-    """Wrap ``step(x)`` in ``tf.function``; if the first compiled call fails (a student's step
-    that uses NumPy, say), fall back to running it eagerly and say so in one line.
-
-    The returned function has ``is_compiled()``: whether the compiled version is in use.
-    """
-    compiled = tf.function(step, jit_compile=jit_compile)
-    state = {"fn": None}
-
-    def run(x):
-        if state["fn"] is None:
-            try:
-                result = compiled(x)
-                state["fn"] = compiled
-                return result
-            except NotImplementedError:
-                raise
-            except Exception as err:  # noqa: BLE001 - any tracing failure means "run eagerly"
-                notice(f"note: train_step could not be compiled with tf.function "
-                       f"({type(err).__name__}); running it eagerly, which is slower.")
-                state["fn"] = step
-        return state["fn"](x)
-
-    run.is_compiled = lambda: state["fn"] is compiled  # type: ignore[attr-defined]
-    return run
-
-
-class EpochRunner:
-    """Runs ``step`` over the rows of an index matrix: ``runner(x, rows) -> losses``.
-
-    ``x`` is the whole training set, a ``(n, D)`` float32 tensor; ``rows`` is an int32 array
-    shaped ``(steps, batch)``; step ``i`` trains on ``x[rows[i]]``. Returns the ``steps``
-    losses (each step's value, averaged if a step returns more than a scalar) as a NumPy array.
-
-    The first call picks the fastest mode of :data:`MODES` (from ``first_mode`` on) that works
-    for this ``step``; a failed attempt restores ``variables`` (the model's and the optimizer's)
-    before the next one, so nothing of it remains. ``mode`` says which mode is in use.
-    """
-
-    def __init__(self, step: Callable, variables: list, notice: Callable[[str], None] = print,
-                 first_mode: str = "xla"):
-        if first_mode not in MODES:
-            raise ValueError(f"first_mode must be one of {', '.join(MODES)}, got {first_mode!r}.")
-        self.step = step
-        self.variables = list(variables)
-        self.notice = notice
-        self.modes = list(MODES[MODES.index(first_mode):])
-        self.settled = False
-        self._fns = {"xla": tf.function(self._epoch, jit_compile=True),
-                     "graph": tf.function(self._epoch), "eager": self._eager}
-
-    @property
-    def mode(self) -> str:
-        return self.modes[0]
-
-    def _epoch(self, x, rows):
-        n = tf.shape(rows)[0]
-        losses = tf.TensorArray(tf.float32, size=n)
-        for i in tf.range(n):
-            loss = self.step(tf.gather(x, rows[i]))
-            losses = losses.write(i, tf.reduce_mean(tf.cast(loss, tf.float32)))
-        return losses.stack()
-
-    def _eager(self, x, rows):
-        return tf.stack([tf.reduce_mean(tf.cast(self.step(tf.gather(x, r)), tf.float32))
-                         for r in tf.unstack(rows)])
-
-    def __call__(self, x, rows) -> np.ndarray:
-        rows = tf.convert_to_tensor(rows, dtype=tf.int32)
-        if self.settled:
-            return self._fns[self.mode](x, rows).numpy()
-        while True:
-            snapshot = [v.numpy() for v in self.variables]
-            try:
-                losses = self._fns[self.mode](x, rows).numpy()
-                self.settled = True
-                return losses
-            except NotImplementedError:
-                raise
-            except Exception as err:  # noqa: BLE001 - any build failure means "try the next mode"
-                if self.mode == "eager":
-                    raise
-                for variable, value in zip(self.variables, snapshot, strict=True):
-                    variable.assign(value)
-                failed = self.modes.pop(0)
-                if failed == "xla":
-                    self.notice(f"note: train_step could not be compiled with XLA ({_one_line(err)}); "
-                                "using tf.function without XLA.")
-                else:
-                    self.notice(f"note: train_step could not be compiled with tf.function "
-                                f"({_one_line(err)}); running it eagerly, which is slower.")
-
-
-def step_flops(dim: int, config: TrainConfig) -> int:
-    """Matmul FLOPs of one training step of the reference architecture: 3 x the forward pass's
-    sum over every Dense layer of 2 * batch * n_in * n_out (see :mod:`benchmarks.throughput`)."""
-    total = 0
-    for i in range(config.num_couplings):
-        keep, change = ((dim + 1) // 2, dim // 2) if i % 2 == 0 else (dim // 2, (dim + 1) // 2)
-        sizes = [keep] + [config.hidden_units] * config.hidden_layers + [change]
-        total += sum(2 * config.batch_size * a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    return 3 * total
-
-
-def choose_mode(dim: int, config: TrainConfig, total_steps: int) -> str:
-    """The first mode of :data:`MODES` to try for this run: ``xla`` for long runs of small steps,
-    else ``graph``."""
-    if total_steps >= XLA_MIN_STEPS and step_flops(dim, config) <= XLA_MAX_FLOPS:
-        return "xla"
-    return "graph"
 
 
 def mean_nll(log_likelihood: Callable, x: np.ndarray, batch: int = 4096) -> float:
@@ -300,6 +176,51 @@ def data_dependent_log_scale(model, x: np.ndarray, prior_kind: str) -> np.ndarra
     return (math.log(PRIOR_STD[prior_kind]) - np.log(spread)).astype(np.float32)
 
 
+def _start_scale(model, data: Dataset, config: TrainConfig, rng: np.random.Generator, draw_train) -> None:
+    """Build the model and, with ``config.init_scale``, start its scaling layer from the data."""
+    if config.init_scale:
+        sample = draw_train()[rng.permutation(len(data.train))[:INIT_EXAMPLES]]
+        model.log_scale.assign(data_dependent_log_scale(model, sample, config.prior))
+    else:
+        model.forward(tf.constant(data.train[:2]))  # build a lazily built model before the optimizer
+
+
+def _make_optimizer(model, config: TrainConfig, total_steps: int) -> ScaleBoostedAdam:
+    """Adam with a cosine-decayed learning rate, ``config.scale_lr_factor`` times larger for
+    ``log_scale``, and ``config.weight_decay`` on the coupling networks only; built."""
+    schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, 0.01)
+    optimizer = ScaleBoostedAdam(schedule, boosted=[model.log_scale], factor=config.scale_lr_factor,
+                                 weight_decay=config.weight_decay)
+    if config.weight_decay:  # decoupled decay of the coupling networks only, never of the scale
+        optimizer.exclude_from_weight_decay(var_list=[model.log_scale])
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def _check_finite(epoch: int, train_nll: float, valid_nll: float) -> None:
+    if not (math.isfinite(train_nll) and math.isfinite(valid_nll)):
+        raise TrainingError(
+            f"the loss became NaN or infinite at epoch {epoch + 1}: check the log-density "
+            "(is it numerically stable?) or lower --lr."
+        )
+
+
+def _out_of_patience(config: TrainConfig, epoch: int, history: History, verbose: bool, out) -> bool:
+    """True when ``config.patience`` epochs have passed without a better validation NLL."""
+    if config.patience and epoch - history.best_epoch >= config.patience:
+        if verbose:
+            print(f"no better validation NLL for {config.patience} epochs: stopping.", file=out)
+        return True
+    return False
+
+
+def _finish(history: History, start: float, steps_per_epoch: int, mode: str) -> None:
+    history.seconds = time.perf_counter() - start
+    history.steps = len(history.train_nll) * steps_per_epoch
+    history.mode = mode
+    history.compiled = mode != "eager"
+
+
 def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
           verbose: bool = True, out=None, first_mode: str | None = None) -> Trained:
     """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``
@@ -323,19 +244,10 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     prior = lik.make_prior(data.dim, config.prior)
     rng = np.random.default_rng(config.seed)
     draw_train = _train_sampler(data, rng)
-    if config.init_scale:
-        sample = draw_train()[rng.permutation(len(data.train))[:INIT_EXAMPLES]]
-        model.log_scale.assign(data_dependent_log_scale(model, sample, config.prior))
-    else:
-        model.forward(tf.constant(data.train[:2]))  # build a lazily built model before the optimizer
+    _start_scale(model, data, config, rng, draw_train)
     steps_per_epoch = max(1, len(data.train) // config.batch_size)
     total_steps = steps_per_epoch * config.epochs
-    schedule = tf.keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps, 0.01)
-    optimizer = ScaleBoostedAdam(schedule, boosted=[model.log_scale], factor=config.scale_lr_factor,
-                                 weight_decay=config.weight_decay)
-    if config.weight_decay:  # decoupled decay of the coupling networks only, never of the scale
-        optimizer.exclude_from_weight_decay(var_list=[model.log_scale])
-    optimizer.build(model.trainable_variables)
+    optimizer = _make_optimizer(model, config, total_steps)
     notice = (lambda msg: print(msg, file=out)) if verbose else (lambda msg: None)
     if first_mode is None:
         first_mode = choose_mode(data.dim, config, total_steps)
@@ -353,11 +265,7 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
         losses = runner(x_train, order.reshape(steps_per_epoch, config.batch_size).astype(np.int32))
         train_nll = float(np.mean(losses))
         valid_nll = mean_nll(evaluate, data.valid)
-        if not (math.isfinite(train_nll) and math.isfinite(valid_nll)):
-            raise TrainingError(
-                f"the loss became NaN or infinite at epoch {epoch + 1}: check the log-density "
-                "(is it numerically stable?) or lower --lr."
-            )
+        _check_finite(epoch, train_nll, valid_nll)
         history.train_nll.append(train_nll)
         history.valid_nll.append(valid_nll)
         improved = valid_nll < best_valid
@@ -367,14 +275,9 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
         history.epoch_seconds.append(time.perf_counter() - epoch_start)
         if verbose:
             _progress(epoch, config.epochs, train_nll, valid_nll, improved, out)
-        if config.patience and epoch - history.best_epoch >= config.patience:
-            if verbose:
-                print(f"no better validation NLL for {config.patience} epochs: stopping.", file=out)
+        if _out_of_patience(config, epoch, history, verbose, out):
             break
-    history.seconds = time.perf_counter() - start
-    history.steps = len(history.train_nll) * steps_per_epoch
-    history.mode = runner.mode
-    history.compiled = runner.mode != "eager"
+    _finish(history, start, steps_per_epoch, runner.mode)
     if best_weights is not None:
         model.set_weights(best_weights)
     return Trained(model, prior, history, config)

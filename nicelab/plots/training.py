@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
@@ -11,7 +12,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from nicelab.core.training import History  # noqa: E402
+if TYPE_CHECKING:  # only a type: nicelab.core.training imports TensorFlow, the plots must not
+    from nicelab.core.training import History
 
 
 def save(fig, path: Path) -> Path:

@@ -47,12 +47,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nicelab
-from nicelab.cli.commands.inpaint import make_masks
 from nicelab.core import runs
 from nicelab.core.config import PRESETS
 from nicelab.core.data import load
 from nicelab.grader import fixtures
 from nicelab.plots.training import image_grid
+from nicelab.tasks.inpaint import make_masks
 
 # %matplotlib inline
 inpainting = importlib.import_module(f"{IMPL}.inpainting")
