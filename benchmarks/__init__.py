@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nicelab.core.table import table_lines
+
 SECTIONS = {1: "feedback speed", 2: "training throughput", 3: "quality against limits", 4: "memory"}
 
 #: Goals of the issue.
@@ -348,14 +350,12 @@ def machine() -> str:
 
 def format_table(rows: list[Row]) -> str:
     """One plain-text table, a header line per section."""
-    widths = [max([len(r.measure) for r in rows] + [7]), max([len(r.value) for r in rows] + [5]),
-              max([len(r.goal) for r in rows] + [4])]
+    cells = table_lines([(r.measure, r.value, r.goal, "" if r.status == "info" else r.status) for r in rows],
+                        "<<<<", min_widths=(7, 5, 4, 0))
     lines = []
     for number in sorted({r.section for r in rows}):
         lines.append(f"{number}. {SECTIONS[number]}")
-        for r in (r for r in rows if r.section == number):
-            lines.append(f"  {r.measure:<{widths[0]}}  {r.value:<{widths[1]}}  {r.goal:<{widths[2]}}  "
-                         f"{'' if r.status == 'info' else r.status}".rstrip())
+        lines += [f"  {line}" for r, line in zip(rows, cells, strict=True) if r.section == number]
     return "\n".join(lines)
 
 

@@ -18,6 +18,7 @@ from nicelab.core import data as data_mod
 from nicelab.core import impl as impl_mod
 from nicelab.core.config import PRESETS, TrainConfig
 from nicelab.core.mnist import with_arch
+from nicelab.core.table import table_lines
 
 
 def add_model_arguments(parser: argparse.ArgumentParser,
@@ -86,9 +87,6 @@ def log_likelihoods(modules, trained, x, batch: int = 2000):
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple], formats: tuple[str, ...]) -> None:
-    """A plain-text table: one header line, then one line per row."""
+    """A plain-text table: one header line, then one line per row (each value in its format)."""
     cells = [[format(v, f) for v, f in zip(row, formats, strict=True)] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(header)]
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for row in cells:
-        print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print("\n".join(table_lines(cells, ">" * len(header), header)))

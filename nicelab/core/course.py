@@ -15,3 +15,5 @@ STAGES: tuple[tuple[str, str], ...] = (
     ("outliers", "Stage 5 - outlier detection"),
 )
 STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
+#: The stages a trained NICE needs: the coupling layer, the model and its likelihood.
+TRAINED_STAGES: tuple[str, ...] = STAGE_NAMES[:3]

@@ -15,6 +15,7 @@ from types import ModuleType
 
 from nicelab.core import impl as impl_mod
 from nicelab.core.config import PRESETS, TrainConfig
+from nicelab.core.course import TRAINED_STAGES
 from nicelab.core.data import Dataset
 from nicelab.core.training import Trained, train
 
@@ -25,7 +26,6 @@ RUNS_DIR = Path("runs")  # default; the NICELAB_RUNS environment variable overri
 
 def runs_dir() -> Path:
     return Path(os.environ.get("NICELAB_RUNS", RUNS_DIR))
-TRAINED_STAGES = ("coupling", "model", "likelihood")
 
 WEIGHTS = "weights.npz"
 

@@ -22,10 +22,10 @@ from pathlib import Path
 
 from nicelab.core.cache import ENV_VAR, cache_dir  # noqa: F401 - ENV_VAR re-exported
 from nicelab.core.config import TrainConfig
+from nicelab.core.course import TRAINED_STAGES
 from nicelab.core.impl import PROJECT_ROOT
 
 REFERENCE = PROJECT_ROOT / "solutions"
-TRAINED_STAGES = ("coupling", "model", "likelihood")
 
 #: The checks' training runs: small and seeded; good enough for the checks' bars with margin.
 CONFIGS: dict[str, TrainConfig] = {

@@ -10,34 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nicelab.plots.common import limits, save
 
 #: Resolution of every docs figure: small files, sharp enough on screen.
 DPI = 100
 
 
-def save(fig, path: Path) -> Path:
-    """Write ``fig`` as a PNG with no timestamp or software tag (so reruns give the same bytes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return path
-
-
-def _limits(points: np.ndarray, pad: float = 0.1) -> tuple[tuple[float, float], tuple[float, float]]:
-    lo, hi = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
-    margin = pad * (hi - lo)
-    return (lo[0] - margin[0], hi[0] + margin[0]), (lo[1] - margin[1], hi[1] + margin[1])
-
-
 def hero(data: np.ndarray, log_density: Callable[[np.ndarray], np.ndarray], samples: np.ndarray,
          path: Path, grid: int = 150) -> Path:
     """Three panels: the data, the density a trained NICE assigns, and samples drawn from it."""
-    (x0, x1), (y0, y1) = _limits(data)
+    (x0, x1), (y0, y1) = limits(data)
     gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y0, y1, grid))
     points = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     density = np.exp(np.asarray(log_density(points))).reshape(grid, grid)
@@ -54,7 +39,7 @@ def hero(data: np.ndarray, log_density: Callable[[np.ndarray], np.ndarray], samp
     for ax in axes:
         ax.set_xlabel("x1")
     axes[0].set_ylabel("x2")
-    return save(fig, path)
+    return save(fig, path, dpi=DPI)
 
 
 def layer_by_layer(stages: Sequence[tuple[str, np.ndarray]], path: Path) -> Path:
@@ -64,12 +49,12 @@ def layer_by_layer(stages: Sequence[tuple[str, np.ndarray]], path: Path) -> Path
     fig, axes = plt.subplots(1, len(stages), figsize=(2.6 * len(stages), 2.9))
     for ax, (title, points) in zip(np.atleast_1d(axes), stages, strict=True):
         ax.scatter(points[:, 0], points[:, 1], s=1.5, c=colour, cmap="viridis", alpha=0.6)
-        (x0, x1), (y0, y1) = _limits(points)
+        (x0, x1), (y0, y1) = limits(points)
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_title(title, fontsize=9)
         ax.tick_params(labelsize=7)
-    return save(fig, path)
+    return save(fig, path, dpi=DPI)
 
 
 def flow_stages(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:

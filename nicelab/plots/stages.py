@@ -5,13 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from nicelab.plots.training import image_grid, save  # noqa: E402
+from nicelab.plots.common import save
+from nicelab.plots.training import image_grid
 
 HIDDEN_COLOUR = np.array([0.85, 0.25, 0.2])
 

@@ -6,21 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from nicelab.plots.common import limits, save
 
 if TYPE_CHECKING:  # only a type: nicelab.core.training imports TensorFlow, the plots must not
     from nicelab.core.training import History
-
-
-def save(fig, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return path
 
 
 def loss_curves(history: History, path: Path, floor: float | None = None) -> Path:
@@ -41,16 +33,10 @@ def loss_curves(history: History, path: Path, floor: float | None = None) -> Pat
     return save(fig, path)
 
 
-def _limits(x: np.ndarray) -> tuple[tuple[float, float], tuple[float, float]]:
-    lo, hi = np.percentile(x, 0.5, axis=0), np.percentile(x, 99.5, axis=0)
-    pad = 0.1 * (hi - lo)
-    return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
-
-
 def density_2d(log_density: Callable[[np.ndarray], np.ndarray], data: np.ndarray,
                path: Path, grid: int = 160) -> Path:
     """The learned density exp(log p(x)) on a grid, beside a scatter of the data."""
-    (x0, x1), (y0, y1) = _limits(data)
+    (x0, x1), (y0, y1) = limits(data)
     gx, gy = np.meshgrid(np.linspace(x0, x1, grid), np.linspace(y0, y1, grid))
     points = np.stack([gx.ravel(), gy.ravel()], axis=1).astype(np.float32)
     density = np.exp(np.asarray(log_density(points))).reshape(grid, grid)
@@ -67,7 +53,7 @@ def density_2d(log_density: Callable[[np.ndarray], np.ndarray], data: np.ndarray
 
 def samples_2d(samples: np.ndarray, data: np.ndarray, path: Path) -> Path:
     """Model samples beside data samples, on the same axes."""
-    (x0, x1), (y0, y1) = _limits(data)
+    (x0, x1), (y0, y1) = limits(data)
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4), sharex=True, sharey=True)
     n = min(len(samples), len(data), 4000)
     left.scatter(data[:n, 0], data[:n, 1], s=2, alpha=0.4)
