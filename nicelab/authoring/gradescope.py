@@ -35,8 +35,11 @@ from nicelab.authoring.release import gated_pyproject
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import released
+from nicelab.grader import batch, released
+from nicelab.grader.batch import Limits
+from nicelab.grader.report import format_table, load_points
 from nicelab.grader.runner import stage_of_file
+from nicelab.grader.scores import check_max_scores, check_scores
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SETTINGS = "nicelab-gradescope.json"
@@ -82,9 +85,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
                  points_file: Path | None = None, timeout: float = 1200.0, memory_mb: int = 3072,
                  source: Path = PROJECT_ROOT) -> Bundle:
     """Write the autograder zip ``out`` grading stages 1 to ``open_stage`` (see the module doc)."""
-    from nicelab.grader.batch import Limits
-    from nicelab.grader.report import load_points
-
     open_stage = released.check_open_stage(open_stage)
     Limits(timeout=timeout, memory_mb=memory_mb)  # the same checks of the limits as nicelab grade
     points = load_points(points_file)
@@ -143,9 +143,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
 
 def results(row: dict) -> dict:
     """Gradescope's ``results.json`` from a graded submission's row (``nicelab grade --json``)."""
-    from nicelab.grader.report import format_table
-    from nicelab.grader.scores import check_max_scores, check_scores
-
     tests = []
     for stage in row["stages"]:
         scores = zip(stage["checks"], check_scores(stage), check_max_scores(stage), strict=True)
@@ -183,9 +180,6 @@ def main() -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        from nicelab.grader import batch
-        from nicelab.grader.report import load_points
-
         settings = json.loads((PROJECT_ROOT / SETTINGS).read_text())
         submission = root / "submission"
         if not submission.is_dir():

@@ -36,6 +36,7 @@ from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.core.stubs import make_stub
 from nicelab.grader import released
+from nicelab.grader.report import load_points
 from nicelab.grader.runner import stage_of_file
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -228,8 +229,6 @@ def gated_pyproject(source: Path) -> str:
 
 def classroom_workflow(open_stage: int, points_file: Path | None = None) -> str:
     """``.github/workflows/classroom.yml`` for a handout opening ``open_stage``."""
-    from nicelab.grader.report import load_points
-
     points = load_points(points_file)
     stages = STAGE_NAMES[:open_stage]
     env = "".join(f'          {s.upper()}_RESULTS: "${{{{ steps.grade.outputs.{s} }}}}"\n' for s in stages)

@@ -8,6 +8,10 @@ import importlib
 import os
 import sys
 
+from nicelab.core.impl import ImplementationError
+from nicelab.core.mnist import DataUnavailable
+from nicelab.core.quiet import import_tensorflow
+
 #: (subcommand, one-line help). The module is nicelab.cli.commands.<subcommand>.
 COMMANDS = (
     ("train", "train NICE on a data set with an implementation (--impl) and write figures"),
@@ -28,18 +32,11 @@ class UserError(Exception):
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from nicelab.core.impl import ImplementationError
+    # Here, not at the top: nicelab.core.training imports TensorFlow, which `--help` must not.
     from nicelab.core.training import TrainingError
 
-    errors: list[type[BaseException]] = [UserError, ImplementationError, TrainingError,
-                                         ValueError, TypeError, FileNotFoundError]
-    try:
-        from nicelab.core.mnist import DataUnavailable
-
-        errors.append(DataUnavailable)
-    except ImportError:
-        pass
-    return tuple(errors)
+    return (UserError, ImplementationError, TrainingError, DataUnavailable, ValueError, TypeError,
+            FileNotFoundError)
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, dict]:
@@ -65,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     if getattr(modules[args.command], "NEEDS_TENSORFLOW", True):
-        from nicelab.core.quiet import import_tensorflow
-
         import_tensorflow()
     try:
         return int(modules[args.command].run(args) or 0)

@@ -38,7 +38,7 @@ def source_digest(*folders: Path) -> str:
 
 
 def key(*parts) -> str:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     text = json.dumps([tf.__version__, *parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]

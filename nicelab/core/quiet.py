@@ -31,7 +31,7 @@ def import_tensorflow():
     if _ready:
         return sys.modules["tensorflow"]
     with silenced_stderr():
-        import tensorflow as tf
+        import tensorflow as tf  # lazy: TensorFlow's start-up cost
         import tensorflow_probability  # noqa: F401
 
         tf.zeros(1)  # the first op initialises the devices (another notice)

@@ -13,11 +13,13 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
 from nicelab.core import impl as impl_mod
 from nicelab.core.config import PRESETS, TrainConfig
 from nicelab.core.course import TRAINED_STAGES
 from nicelab.core.data import Dataset
-from nicelab.core.training import Trained, train
+from nicelab.core.training import History, Trained, train
 
 __all__ = ["PRESETS", "load_or_train", "restore", "run_dir", "save"]
 
@@ -32,15 +34,11 @@ WEIGHTS = "weights.npz"
 
 def save_weights(model, path: Path) -> None:
     """Every variable of ``model`` (in ``model.weights`` order) into one ``.npz`` file."""
-    import numpy as np
-
     np.savez(path, *[w.numpy() for w in model.weights])
 
 
 def load_weights(model, path: Path) -> None:
     """Assign the arrays ``save_weights`` wrote back to a freshly built model of the same shape."""
-    import numpy as np
-
     with np.load(path) as arrays:
         values = [arrays[f"arr_{i}"] for i in range(len(arrays.files))]
     if len(values) != len(model.weights) or any(
@@ -78,7 +76,6 @@ def restore(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     weights, record = directory / WEIGHTS, directory / "run.json"
     if not (weights.exists() and record.exists()):
         return None
-    from nicelab.core.training import History
 
     model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
                                   config.hidden_layers)

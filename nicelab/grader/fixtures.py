@@ -15,11 +15,13 @@ import ast
 import dataclasses
 import functools
 import hashlib
+import importlib
 import json
 import os
 import tempfile
 from pathlib import Path
 
+from nicelab.core import data as data_mod
 from nicelab.core.cache import ENV_VAR, cache_dir  # noqa: F401 - ENV_VAR re-exported
 from nicelab.core.config import TrainConfig
 from nicelab.core.course import TRAINED_STAGES
@@ -41,7 +43,7 @@ CONFIGS: dict[str, TrainConfig] = {
 
 
 def cache_key(data_name: str, config: TrainConfig) -> str:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     digest = hashlib.sha256(f"{data_name}|{tf.__version__}".encode())
     digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
@@ -74,8 +76,6 @@ def shipped_key(data_name: str, config: TrainConfig) -> str:
     """Hash of what makes a shipped fixture valid: the reference code of stages 1-3, the
     config (with the driver's settings: the scale's start, its learning rate, weight decay) and
     the data set's arrays themselves (not the source that makes them)."""
-    from nicelab.core import data as data_mod
-
     digest = hashlib.sha256(data_name.encode())
     digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
     for stage in TRAINED_STAGES:
@@ -111,7 +111,7 @@ def write_pretrained() -> list[Path]:
 
 
 def _save_atomically(model, path: Path) -> None:
-    from nicelab.core.runs import save_weights
+    from nicelab.core.runs import save_weights  # lazy: TensorFlow's start-up cost
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
@@ -131,11 +131,8 @@ def trained_reference(data_name: str):
 
     The same objects are returned on every call in a process: do not train them further.
     """
-    import importlib
-
-    from nicelab.core import data as data_mod
-    from nicelab.core.runs import load_weights
-    from nicelab.core.training import train
+    from nicelab.core.runs import load_weights  # lazy: TensorFlow's start-up cost
+    from nicelab.core.training import train  # lazy: TensorFlow's start-up cost
 
     if data_name not in CONFIGS:
         raise ValueError(f"no check fixture for {data_name!r}; choose one of: {', '.join(CONFIGS)}.")

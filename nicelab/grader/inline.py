@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from nicelab.core.course import STAGE_NAMES, STAGES
+from nicelab.core.impl import default_impl, resolve
 
 __all__ = ["ChecksFailed", "Verdicts", "check", "verdict_lines"]
 
@@ -63,7 +64,6 @@ def check(*stages: str, impl: str | None = None, keyword: str | None = None, out
 
     ``keyword``: only the checks whose name matches (pytest's ``-k``).
     """
-    from nicelab.core.impl import default_impl, resolve
     from nicelab.grader.runner import run_checks  # imports pytest and, through the checks, TensorFlow
 
     out = sys.stdout if out is None else out

@@ -193,7 +193,7 @@ class _Collector:
         return report
 
     def _kind(self, report, stage: str | None, message: str) -> tuple[str, str | None, list[str]]:
-        from nicelab.grader.plugin import LOADS
+        from nicelab.grader.plugin import LOADS  # lazy: TensorFlow's start-up cost
 
         load = LOADS.get(stage) if stage else None
         own = list(load.own_earlier) if load else []
@@ -265,7 +265,7 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
     progress as checks are collected, start and finish. ``collect_only``: collect (and report
     ``collected``) without running any check or fixture.
     """
-    from nicelab.grader import plugin as checks_plugin
+    from nicelab.grader import plugin as checks_plugin  # lazy: TensorFlow's start-up cost
 
     unknown = [s for s in stages or () if s not in STAGE_NAMES]
     if unknown:

@@ -27,6 +27,9 @@ import sys
 import threading
 import time
 
+from nicelab.core.quiet import import_tensorflow, silenced_stderr
+from nicelab.grader.runner import run_checks
+
 
 def _watch_parent(parent: int) -> None:
     """Exit when the batch that started this process is gone (killed, crashed): a hanging
@@ -94,16 +97,13 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(record) + "\n")
         events.flush()
 
-    from nicelab.core.quiet import import_tensorflow, silenced_stderr
-
     if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
         with silenced_stderr():
-            import tensorflow as tf
+            import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import_tensorflow()
-    from nicelab.grader.runner import run_checks
 
     stages = tuple(s for s in args.stages.split(",") if s) or None
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",

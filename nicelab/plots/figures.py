@@ -59,7 +59,7 @@ def layer_by_layer(stages: Sequence[tuple[str, np.ndarray]], path: Path) -> Path
 
 def flow_stages(model, x: np.ndarray) -> list[tuple[str, np.ndarray]]:
     """``x`` after each coupling of ``model`` in turn, then after the scaling layer (= h)."""
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     stages = [("data x", np.asarray(x))]
     h = tf.constant(x)

@@ -126,7 +126,7 @@ def outlier_levels(rows: list[dict], clean_mean: float, path: Path) -> Path:
 
 def roc_pr_curves(clean: np.ndarray, corrupted: dict, path: Path) -> Path:
     """ROC and precision-recall curves (score: -log-likelihood, outliers positive) per kind."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve  # lazy: scikit-learn's import cost
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(9.5, 4))
     for kind, (level, values) in corrupted.items():

@@ -16,6 +16,9 @@ import math
 
 import numpy as np
 
+from nicelab.core import mnist
+from nicelab.core.data import dequantize
+
 IMAGE_KINDS = ("rotate", "contrast", "morph")
 
 
@@ -30,7 +33,7 @@ def image_shape_of(dim: int) -> tuple[int, int]:
 
 def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     """Every image rotated by ``degrees`` (counter-clockwise), shape kept, values clipped to [0, 1]."""
-    from scipy import ndimage
+    from scipy import ndimage  # lazy: SciPy's import cost
 
     shape = image_shape_of(x.shape[1])
     images = x.reshape(-1, *shape)
@@ -58,7 +61,7 @@ def photo_patches(shape: tuple[int, int], n: int = 2000, seed: int = 0) -> np.nd
 
     A different image set from digits: natural-image texture instead of pen strokes.
     """
-    from sklearn.datasets import load_sample_images
+    from sklearn.datasets import load_sample_images  # lazy: scikit-learn's import cost
 
     h, w = shape
     rng = np.random.default_rng(seed)
@@ -81,8 +84,6 @@ def dequantized(images: np.ndarray, levels: int, seed: int = 0) -> np.ndarray:
     A morph target must live where the model's data does: a target on the exact grid k / 255
     (or a continuous photo) is not what a model of dequantized pixels was trained on, and its
     density says more about that mismatch than about the image."""
-    from nicelab.core.data import dequantize
-
     integer = np.clip(np.rint(np.asarray(images, np.float64) * (levels - 1)), 0, levels - 1)
     return dequantize(integer, levels, np.random.default_rng(seed))
 
@@ -100,8 +101,6 @@ def morph_targets(dim: int, data_name: str | None = None,
     shape = image_shape_of(dim)
     levels = levels or (256 if dim == 784 else 17)
     if dim == 784:
-        from nicelab.core import mnist
-
         for name in ("fashion_mnist", "mnist"):
             if name == data_name:
                 continue

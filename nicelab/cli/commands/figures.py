@@ -22,7 +22,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
+from nicelab.cli.commands import train as train_cmd
+from nicelab.core import data as data_mod
+from nicelab.core import impl as impl_mod
+from nicelab.core.config import PRESETS
 from nicelab.core.impl import PROJECT_ROOT
+from nicelab.plots import figures
 
 #: Stage 4 and 5: (subcommand, docs/figures subfolder, stage page, what to say without figures).
 IMAGE_STAGES = (
@@ -45,11 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(name: str, retrain: bool, verbose: bool):
     """The reference trained on ``name`` with its preset (saved under runs/ and reused)."""
-    from nicelab.core import data as data_mod
-    from nicelab.core import impl as impl_mod
-    from nicelab.core import runs
-    from nicelab.core.config import PRESETS
-    from nicelab.core.training import train
+    from nicelab.core import runs  # lazy: TensorFlow's start-up cost
+    from nicelab.core.training import train  # lazy: TensorFlow's start-up cost
 
     modules = impl_mod.load_all(IMPL, runs.TRAINED_STAGES)
     data = data_mod.load(name)
@@ -63,11 +67,7 @@ def _train(name: str, retrain: bool, verbose: bool):
 
 
 def _trained_figures(name: str, out: Path, args: argparse.Namespace) -> list[Path]:
-    import numpy as np
-    import tensorflow as tf
-
-    from nicelab.cli.commands import train as train_cmd
-    from nicelab.plots import figures
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     trained, modules, data = _train(name, args.retrain, not args.quiet)
     made = train_cmd.write_figures(trained, modules, data, out)
@@ -121,8 +121,6 @@ def _run_command(command: str, argv: list[str]) -> int:
 
 def update_page(page: Path, images: list[Path], docs: Path, empty: str) -> bool:
     """Rewrite the text between the figure markers of ``page``; True if it changed."""
-    from nicelab.plots import figures
-
     text = page.read_text()
     start, stop = text.find(BEGIN), text.find(END)
     if start < 0 or stop < start:
@@ -140,7 +138,7 @@ def has_command(name: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     tf.config.experimental.enable_op_determinism()
     docs = args.docs.resolve()

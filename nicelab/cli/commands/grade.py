@@ -24,9 +24,13 @@ import time
 from pathlib import Path
 
 from nicelab.cli.commands import add_impl_argument
+from nicelab.core import impl as impl_mod
 from nicelab.core.course import STAGE_NAMES
-from nicelab.grader import released
+from nicelab.core.quiet import import_tensorflow
+from nicelab.grader import batch, released, report
 from nicelab.grader import shard as sharding
+from nicelab.grader.runner import run_checks
+from nicelab.grader.sandbox import SandboxUnavailable
 
 NEEDS_TENSORFLOW = False  # batch mode never imports it; a single grade imports it in run()
 
@@ -86,8 +90,6 @@ def _stages(args: argparse.Namespace) -> tuple[str, ...]:
 
 
 def _write(args: argparse.Namespace, document: dict) -> None:
-    from nicelab.grader import report
-
     if args.json:
         report.write_atomic(args.json, report.to_json(document))
         print(f"wrote {args.json}")
@@ -97,8 +99,6 @@ def _write(args: argparse.Namespace, document: dict) -> None:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from nicelab.grader import report
-
     if args.json is None:
         raise ValueError("merging needs --json FILE: where the whole class's results go.")
     if args.json.resolve() in {p.resolve() for p in args.parts}:
@@ -111,14 +111,11 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _batch(args: argparse.Namespace, points) -> int:
-    from nicelab.grader import batch, report
-
     if args.json is None:
         raise ValueError("grading a class needs --json FILE: the results go there after every "
                          "submission, and a rerun resumes from it.")
     if args.jobs is not None and args.jobs < 1:
         raise ValueError("--jobs must be at least 1.")
-    from nicelab.grader.sandbox import SandboxUnavailable
 
     limits = batch.Limits(timeout=args.timeout, memory_mb=args.memory_mb,
                           check_timeout=args.check_timeout, scratch_mb=args.scratch_mb)
@@ -139,10 +136,6 @@ def _batch(args: argparse.Namespace, points) -> int:
 
 
 def _single(args: argparse.Namespace, points) -> int:
-    from nicelab.core import impl as impl_mod
-    from nicelab.core.quiet import import_tensorflow
-    from nicelab.grader import report
-
     path = impl_mod.resolve(args.impl)
     for extra in args.extra_checks:
         if not extra.is_dir():
@@ -152,7 +145,6 @@ def _single(args: argparse.Namespace, points) -> int:
     if impl_mod.is_reference(path):
         print("note: this is the reference solutions, not your lessons (grade yours with --impl lessons).")
     import_tensorflow()
-    from nicelab.grader.runner import run_checks
 
     start = time.perf_counter()
     results = run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True)
@@ -175,8 +167,6 @@ def _single(args: argparse.Namespace, points) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nicelab.grader import report
-
     if args.submissions is not None and str(args.submissions) == "merge":
         return _merge(args)
     if args.parts:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from nicelab.authoring import notebooks
 from nicelab.cli.commands import add_impl_argument
 
 NEEDS_TENSORFLOW = False  # the notebooks run in kernels of their own
@@ -27,8 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nicelab.authoring import notebooks
-
     if args.check:
         stale = notebooks.stale()
         if stale:

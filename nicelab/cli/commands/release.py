@@ -15,6 +15,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nicelab.authoring.gradescope import write_bundle
+from nicelab.authoring.release import ReleaseError, release_student
+
 NEEDS_TENSORFLOW = False
 
 
@@ -46,17 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nicelab.authoring.release import ReleaseError
-
     try:
         if args.kind == "student":
-            from nicelab.authoring.release import release_student
-
             handout = release_student(args.out, args.open_stage, args.lessons_from, points_file=args.points)
             print(handout.summary())
         else:
-            from nicelab.authoring.gradescope import write_bundle
-
             bundle = write_bundle(args.out, args.open_stage, args.extra_checks, args.points,
                                   timeout=args.timeout, memory_mb=args.memory_mb)
             print(bundle.summary())

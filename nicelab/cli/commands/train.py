@@ -7,8 +7,14 @@ import argparse
 import json
 from pathlib import Path
 
+import numpy as np
+
 from nicelab.cli.commands import add_data_argument, add_impl_argument, data_name
 from nicelab.cli.options import add_model_arguments, config_from_args
+from nicelab.core import data as data_mod
+from nicelab.core import impl as impl_mod
+from nicelab.core.data import bits_per_dim
+from nicelab.plots import training as plots
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,10 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def write_figures(trained, modules, data, out: Path) -> list[Path]:
     """Loss curves, learned density (2-D) and samples beside the data."""
-    import numpy as np
-    import tensorflow as tf
-
-    from nicelab.plots import training as plots
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     lik = modules["likelihood"]
     figures = [plots.loss_curves(trained.history, out / "loss.png", floor=data.entropy)]
@@ -41,10 +44,9 @@ def write_figures(trained, modules, data, out: Path) -> list[Path]:
 
 def report(trained, modules, data) -> dict:
     """Test NLL (and, with an exact entropy, the gap to it; for images, bits per dim)."""
-    import numpy as np
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
-    from nicelab.core.training import mean_nll
+    from nicelab.core.training import mean_nll  # lazy: TensorFlow's start-up cost
 
     lik = modules["likelihood"]
     evaluate = tf.function(lambda x: lik.log_likelihood(trained.model, trained.prior, x))
@@ -58,7 +60,6 @@ def report(trained, modules, data) -> dict:
         result["test_log_likelihood"] = -nll
         levels = data.levels or (256 if data.name in ("mnist", "fashion_mnist") else None)
         if levels:  # the papers' convention: bits per dimension of the discrete pixel levels
-            from nicelab.core.data import bits_per_dim
 
             result["bits_per_dim"] = bits_per_dim(-nll, data.dim, levels)
         else:
@@ -69,10 +70,8 @@ def report(trained, modules, data) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nicelab.core import data as data_mod
-    from nicelab.core import impl as impl_mod
-    from nicelab.core import mnist, runs
-    from nicelab.core.training import train
+    from nicelab.core import mnist, runs  # lazy: TensorFlow's start-up cost
+    from nicelab.core.training import train  # lazy: TensorFlow's start-up cost
 
     name = data_name(args)
     config = config_from_args(args, name)

@@ -10,6 +10,7 @@ import argparse
 
 from nicelab.cli.commands import add_impl_argument
 from nicelab.core.course import STAGE_NAMES
+from nicelab.grader.watch import Watcher, fresh_sources
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,8 +34,6 @@ def stage_names(text: str | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nicelab.grader.watch import Watcher, fresh_sources
-
     stages = stage_names(args.stage)
     fresh_sources()
     watcher = Watcher(args.impl, stages, interval=args.interval,
