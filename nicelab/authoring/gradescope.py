@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from importlib import metadata
 from pathlib import Path
 
 from nicelab.authoring.release import gated_pyproject
+from nicelab.core.atomic import atomic_path
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
@@ -121,10 +121,7 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
     for script in ("setup.sh", "run_autograder"):
         entries[script] = TEMPLATES / script
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".zip", delete=False) as handle:
-        tmp = Path(handle.name)
-    try:
+    with atomic_path(out, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
             for name in sorted(entries):
                 data = entries[name]
@@ -133,9 +130,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
                 executable = name in ("setup.sh", "run_autograder")
                 info.external_attr = (0o100755 if executable else 0o100644) << 16
                 bundle.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Bundle(out, open_stage, out.stat().st_size, len(entries))
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from nicelab.core.atomic import atomic_path
 from nicelab.core.impl import PROJECT_ROOT
 
 ENV_VAR = "NICELAB_CACHE"
@@ -56,11 +56,8 @@ def cached_arrays(name: str, cache_key: str, compute: Callable[[], dict[str, np.
             pass  # a damaged entry: compute it again
     arrays = compute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(handle)
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
     except OSError:
         pass  # a read-only project: no cache, same results
     return arrays

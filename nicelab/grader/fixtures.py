@@ -18,10 +18,10 @@ import hashlib
 import importlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from nicelab.core import data as data_mod
+from nicelab.core.atomic import atomic_path
 from nicelab.core.cache import ENV_VAR, cache_dir  # noqa: F401 - ENV_VAR re-exported
 from nicelab.core.config import TrainConfig
 from nicelab.core.course import TRAINED_STAGES
@@ -113,15 +113,8 @@ def write_pretrained() -> list[Path]:
 def _save_atomically(model, path: Path) -> None:
     from nicelab.core.runs import save_weights  # lazy: TensorFlow's start-up cost
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(handle)
-    try:
-        save_weights(model, Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path, suffix=".npz") as tmp:
+        save_weights(model, tmp)
 
 
 @functools.cache

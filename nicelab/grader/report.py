@@ -21,19 +21,18 @@ A stage's status, in the order they are decided:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
 import shutil
-import tempfile
 import textwrap
 import tomllib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from nicelab.core.atomic import write_atomic  # noqa: F401 - report.write_atomic
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
@@ -260,24 +259,6 @@ def new_document(points: Points, options: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- output files
-
-def write_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and ``os.replace``: readers see the old
-    file or the new one, never half of one (an interrupted batch leaves a valid file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
 
 def to_json(document: dict) -> str:
     return json.dumps(document, indent=1, sort_keys=False) + "\n"
