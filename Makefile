@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/nicelab bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check nicelab solutions lessons checks tests notebooks
+	$(BIN)/ruff check nicelab benchmarks solutions lessons checks tests notebooks
 
 clean:
 	rm -rf $(VENV) site runs .nicelab-cache
