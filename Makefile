@@ -31,8 +31,8 @@ stubs: $(STAMP)  ## regenerate lessons/ from the marked blocks in solutions/ (ne
 notebooks: $(STAMP)  ## regenerate notebooks/*.ipynb and docs/notebooks.md from notebooks/src/
 	$(BIN)/nicelab notebooks
 
-fixtures: $(STAMP)  ## the reference models the stage 4-5 checks use, shipped in nicelab/pretrained/
-	$(BIN)/python -m nicelab.fixtures
+fixtures: $(STAMP)  ## the reference models the stage 4-5 checks use, shipped in nicelab/grader/pretrained/
+	$(BIN)/python -m nicelab.grader.fixtures
 
 figures: $(STAMP)  ## the docs' figures, from the reference, deterministically
 	$(BIN)/nicelab figures
@@ -47,7 +47,7 @@ bench: $(STAMP)
 	$(BIN)/nicelab bench
 
 lint: $(STAMP)
-	$(BIN)/ruff check nicelab solutions lessons checks tests notebooks
+	$(BIN)/ruff check nicelab benchmarks solutions lessons checks tests notebooks
 
 clean:
 	rm -rf $(VENV) site runs .nicelab-cache

@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from nicelab import fixtures
 from nicelab.checking import attempt, expect, expect_answer, fail
-from nicelab.commands.inpaint import curvature
+from nicelab.grader import fixtures
+from nicelab.tasks.inpaint import curvature
 
 pytestmark = pytest.mark.inpainting
 

@@ -23,9 +23,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from nicelab import cache
-from nicelab import data as data_mod
-from nicelab import impl as impl_mod
 from nicelab.checking import (
     attempt,
     changed_columns,
@@ -36,7 +33,10 @@ from nicelab.checking import (
     random_batch,
     randomize,
 )
-from nicelab.training import compile_step, mean_nll
+from nicelab.core import cache
+from nicelab.core import data as data_mod
+from nicelab.core import impl as impl_mod
+from nicelab.core.training import compile_step, mean_nll
 
 pytestmark = pytest.mark.likelihood
 tfd, tfb = tfp.distributions, tfp.bijectors

@@ -23,8 +23,8 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import precision_score, recall_score
 
-from nicelab import fixtures
 from nicelab.checking import attempt, expect, expect_answer, fail
+from nicelab.grader import fixtures
 
 pytestmark = pytest.mark.outliers
 

@@ -9,23 +9,17 @@ import os
 # Quiet TensorFlow's C++ start-up chatter before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-__version__ = "0.1.0"
+from nicelab.core.course import STAGE_NAMES, STAGES, VERSION  # noqa: E402
 
-#: The five stages, in teaching order: (marker and module name, title).
-STAGES: tuple[tuple[str, str], ...] = (
-    ("coupling", "Stage 1 - the additive coupling layer"),
-    ("model", "Stage 2 - the NICE model and its scaling layer"),
-    ("likelihood", "Stage 3 - likelihood, training and sampling"),
-    ("inpainting", "Stage 4 - inpainting"),
-    ("outliers", "Stage 5 - outlier detection"),
-)
-STAGE_NAMES: tuple[str, ...] = tuple(name for name, _ in STAGES)
+__version__ = VERSION
+__all__ = ["STAGES", "STAGE_NAMES", "__version__"]
 
 
 def __getattr__(name: str):
     """``nicelab.check`` (:func:`nicelab.grader.inline.check`), imported on first use so that
     ``import nicelab`` stays free of pytest and TensorFlow."""
     if name == "check":
+        # Lazy: the checks import pytest and TensorFlow, which `import nicelab` must not.
         from nicelab.grader.inline import check
 
         return check

@@ -11,7 +11,7 @@ false-alarm rate) of normal data is flagged. With outliers as the positive class
 
 ``corrupt`` makes outliers of increasing strength: additive Gaussian noise for any data, and
 for images rotation, contrast reduction and morphing towards another image set (provided, in
-``nicelab.corruptions``). Use stage 3's ``log_likelihood`` to score data.
+``nicelab.tasks.corruptions``). Use stage 3's ``log_likelihood`` to score data.
 
 The typicality test (Nalisnick et al. 2019, "Detecting out-of-distribution inputs to deep
 generative models using typicality") flags a whole batch of M inputs, on either side:
@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from nicelab import corruptions
+from nicelab.tasks import corruptions
 from nicelab.validate import check_choice
 
 from .likelihood import log_likelihood
@@ -100,7 +100,7 @@ def corrupt(x, kind, level, seed=None, targets=None):
         "rotate":   images rotated by ``level`` degrees;
         "contrast": images with contrast reduced towards black, (1 - level) * x, level in [0, 1];
         "morph":    images moved the fraction ``level`` towards images of another set
-                    (``targets``, default ``nicelab.corruptions.morph_targets``), level in [0, 1].
+                    (``targets``, default ``nicelab.tasks.corruptions.morph_targets``), level in [0, 1].
     Level 0 returns an unchanged copy; the same seed gives the same corruption.
     """
     x = _array(x, "x", ndim=2).astype(np.float32)

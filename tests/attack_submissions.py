@@ -70,7 +70,7 @@ def _class_folders():
 ATTACKS: dict[str, str] = {
     # forge one's own verdicts: patch the grader's result class at import (in-process forgery)
     "forge_patch": '''
-import nicelab.checkrun as _cr
+import nicelab.grader.runner as _cr
 _orig = _cr._Collector.pytest_runtest_logreport
 def _forged(self, report):
     report.outcome, report.longrepr = "passed", None
@@ -162,7 +162,7 @@ for _dir in {{_sc.get_paths()["purelib"], *_site.getsitepackages()}}:
     "poison_cache": '''
 import numpy as _np
 import nicelab as _nl
-from nicelab.cache import cache_dir as _cache_dir
+from nicelab.core.cache import cache_dir as _cache_dir
 _dirs = [_cache_dir(), _Path(_nl.__file__).parent / "pretrained",
          _Path(_os.environ.get("KERAS_HOME", _Path.home() / ".keras"))]
 for _dir in _dirs:

@@ -7,11 +7,11 @@ the output maps name -> list of results.
 import json
 import sys
 
-from nicelab.quiet import import_tensorflow
+from nicelab.core.quiet import import_tensorflow
 
 import_tensorflow()
 
-from nicelab.checkrun import run_checks  # noqa: E402
+from nicelab.grader.runner import run_checks  # noqa: E402
 
 
 def main(spec: str, out: str) -> None:

@@ -11,16 +11,17 @@ import sys
 import numpy as np
 import pytest
 
-from nicelab.quiet import import_tensorflow
+from nicelab.core.quiet import import_tensorflow
 
 tf = import_tensorflow()
 
-from nicelab import bench, impl  # noqa: E402
-from nicelab import data as data_mod  # noqa: E402
-from nicelab.bench import procs, quality  # noqa: E402
-from nicelab.bench import throughput as tp  # noqa: E402
-from nicelab.config import TrainConfig  # noqa: E402
-from nicelab.training import step_flops  # noqa: E402
+import benchmarks as bench  # noqa: E402
+from benchmarks import procs, quality  # noqa: E402
+from benchmarks import throughput as tp  # noqa: E402
+from nicelab.core import data as data_mod  # noqa: E402
+from nicelab.core import impl  # noqa: E402
+from nicelab.core.config import TrainConfig  # noqa: E402
+from nicelab.core.training import step_flops  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +81,7 @@ def random_reference(reference, dim, hidden, seed):
 @pytest.mark.parametrize("dim", [5, 8])
 def test_torch_peer_has_the_references_log_likelihood(reference, prior, dim):
     torch = pytest.importorskip("torch", reason="PyTorch is the bench extra (pip install -e .[bench])")
-    from nicelab.bench.torch_nice import TorchNICE, copy_from_keras
+    from benchmarks.torch_nice import TorchNICE, copy_from_keras
 
     model = random_reference(reference, dim, 12, seed=dim)
     x = np.random.default_rng(1).standard_normal((32, dim)).astype(np.float32)
@@ -96,7 +97,7 @@ def test_torch_peer_has_the_references_log_likelihood(reference, prior, dim):
 
 def test_torch_peer_takes_the_same_adam_steps(reference):
     torch = pytest.importorskip("torch", reason="PyTorch is the bench extra (pip install -e .[bench])")
-    from nicelab.bench.torch_nice import TorchNICE, copy_from_keras, make_train_step
+    from benchmarks.torch_nice import TorchNICE, copy_from_keras, make_train_step
 
     lik = reference["likelihood"]
     model = random_reference(reference, 6, 16, seed=2)

@@ -11,9 +11,9 @@ import sys
 import pytest
 from mutation_support import ROOT
 
-from nicelab import runs
 from nicelab.cli import main
-from nicelab.config import PRESETS
+from nicelab.core import runs
+from nicelab.core.config import PRESETS
 
 
 @pytest.mark.slow
@@ -44,8 +44,8 @@ def test_trained_weights_are_reused(tmp_path, monkeypatch, capsys):
     assert main(["train", "parabola", "--impl", "solutions", "--epochs", "1", "--quiet"]) == 0
     from dataclasses import replace
 
-    from nicelab import data as data_mod
-    from nicelab.impl import load_all
+    from nicelab.core import data as data_mod
+    from nicelab.core.impl import load_all
 
     config = replace(PRESETS["parabola"], epochs=1)
     modules = load_all("solutions", runs.TRAINED_STAGES)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from nicelab import data
+from nicelab.core import data
 
 
 def test_parabola_follows_its_definition():

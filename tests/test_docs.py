@@ -251,7 +251,7 @@ def test_katex_fonts_come_from_the_site(browser, server):
 def test_stage_pages_show_the_figures_nicelab_figures_copies(tmp_path):
     """``nicelab figures`` rewrites the figure block of the stage 4 and 5 pages; the block is there
     and the rewrite shows every PNG it is given (no TensorFlow, no training)."""
-    from nicelab.commands import figures as command
+    from nicelab.cli.commands import figures as command
 
     for _, folder, page in command.IMAGE_STAGES:
         text = (ROOT / "docs" / page).read_text()
@@ -273,8 +273,8 @@ def test_stage_pages_show_the_figures_nicelab_figures_copies(tmp_path):
 
 def test_figures_command_is_registered_and_light():
     """``nicelab figures`` is a subcommand, and importing it loads no TensorFlow."""
-    code = ("import sys; import nicelab.commands.figures; from nicelab import cli; "
-            "assert 'tensorflow' not in sys.modules, 'nicelab.commands.figures imports TensorFlow'; "
+    code = ("import sys; import nicelab.cli.commands.figures; from nicelab import cli; "
+            "assert 'tensorflow' not in sys.modules, 'nicelab.cli.commands.figures imports TensorFlow'; "
             "assert 'figures' in cli.build_parser()[1]")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
@@ -329,8 +329,8 @@ def test_figure_summaries_agree_with_what_the_code_computes_today():
     ``nicelab figures``."""
     import dataclasses
 
-    from nicelab import data
-    from nicelab.config import PRESETS
+    from nicelab.core import data
+    from nicelab.core.config import PRESETS
 
     figures = ROOT / "docs" / "figures"
     results = {name: json.loads((figures / name / "result.json").read_text())

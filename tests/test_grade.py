@@ -25,8 +25,8 @@ import pytest
 from fake_submissions import LESSONS, make_class, make_hanging, snapshot
 
 from nicelab import STAGE_NAMES
-from nicelab.checkrun import CheckResult
-from nicelab.grading import batch, report
+from nicelab.grader import batch, report
+from nicelab.grader.runner import CheckResult
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(report.SCHEMA_FILE.read_text())
@@ -142,7 +142,7 @@ def test_limits_reject_bad_values():
 HIDDEN_PASS = '''
 import numpy as np
 
-from nicelab.checking import expect
+from nicelab.grader.assertions import expect
 
 
 def test_hidden_model_round_trip(model):  # no marker: its stage comes from the fixture
@@ -154,7 +154,7 @@ def test_hidden_model_round_trip(model):  # no marker: its stage comes from the 
 HIDDEN_FAIL = '''
 import pytest
 
-from nicelab.checking import fail
+from nicelab.grader.assertions import fail
 
 
 @pytest.mark.model
@@ -337,7 +337,7 @@ def _workers_of(parent: int) -> list[int]:
         try:
             if entry.name.isdigit():
                 parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if b"nicelab.grading.worker" in (entry / "cmdline").read_bytes():
+                if b"nicelab.grader.worker" in (entry / "cmdline").read_bytes():
                     workers.append(int(entry.name))
         except (OSError, ValueError, IndexError):
             continue

@@ -18,13 +18,13 @@ import pytest
 from fake_submissions import SEGFAULT, _in_forward
 
 from nicelab.authoring.gradescope import TEMPLATES, results, write_bundle
-from nicelab.grading.report import load_points
+from nicelab.grader.report import load_points
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = '''
 import numpy as np
 
-from nicelab.checking import expect
+from nicelab.grader.assertions import expect
 
 
 def test_hidden_model_round_trip(model):
@@ -54,14 +54,14 @@ def test_bundle_layout(bundle):
         modes = {info.filename: info.external_attr >> 16 for info in archive.infolist()}
         settings = json.loads(archive.read("nicelab-gradescope.json"))
         requirements = archive.read("requirements.txt").decode()
-    assert {"setup.sh", "run_autograder", "requirements.txt", "points.toml", "nicelab/cli.py"} <= names
+    assert {"setup.sh", "run_autograder", "requirements.txt", "points.toml", "nicelab/cli/app.py"} <= names
     assert modes["setup.sh"] & stat.S_IXUSR and modes["run_autograder"] & stat.S_IXUSR
     solutions = sorted(n for n in names if n.startswith("solutions/"))
     assert solutions == ["solutions/__init__.py", "solutions/coupling.py"]  # never the stage graded
     assert sorted(n for n in names if n.startswith("checks/")) == [
         "checks/conftest.py", "checks/test_coupling.py", "checks/test_model.py"]
     assert "hidden/0-hidden/test_hidden_model.py" in names
-    assert not any(n.startswith("nicelab/bench") for n in names)
+    assert not any(n.startswith("benchmarks") or n == "nicelab/cli/commands/bench.py" for n in names)
     assert settings["stages"] == ["coupling", "model"] and settings["hidden_checks"] == ["hidden/0-hidden"]
     assert "tensorflow==" in requirements and "tensorflow-probability[tf]==" in requirements
     assert bundle.size < 5 * 2**20

@@ -8,7 +8,7 @@ import shutil
 import pytest
 from mutation_support import ROOT
 
-from nicelab import impl
+from nicelab.core import impl
 
 
 def test_resolve_names_and_folders(tmp_path, monkeypatch):

@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from nicelab.quiet import import_tensorflow
+from nicelab.core.quiet import import_tensorflow
 
 tf = import_tensorflow()
 
-from nicelab import cli, runs  # noqa: E402
-from nicelab.commands.inpaint import IMAGE_MASKS, make_masks  # noqa: E402
+from nicelab import cli  # noqa: E402
+from nicelab.core import runs  # noqa: E402
+from nicelab.tasks.inpaint import IMAGE_MASKS, make_masks  # noqa: E402
 
 TINY = ["--impl", "solutions", "--epochs", "2", "--hidden-units", "16", "--hidden-layers", "1", "--quiet"]
 
@@ -118,12 +119,12 @@ def test_inpaint_accepts_int_masks_and_zero_steps(flow):
     assert result.dtype == np.float32 and np.array_equal(result, x)
 
 
-# --- the checks' cached reference models (nicelab.fixtures) ------------------------------------
+# --- the checks' cached reference models (nicelab.grader.fixtures) ------------------------------------
 
 def test_fixture_cache_key_and_folder(monkeypatch, tmp_path):
     import dataclasses
 
-    from nicelab import fixtures
+    from nicelab.grader import fixtures
 
     monkeypatch.setenv(fixtures.ENV_VAR, str(tmp_path))
     assert fixtures.cache_dir() == tmp_path
@@ -140,7 +141,7 @@ def test_fixture_cache_key_and_folder(monkeypatch, tmp_path):
 def test_fixture_trains_once_then_loads_the_same_weights(monkeypatch, tmp_path):
     import dataclasses
 
-    from nicelab import fixtures
+    from nicelab.grader import fixtures
 
     monkeypatch.setenv(fixtures.ENV_VAR, str(tmp_path))
     quick = dataclasses.replace(fixtures.CONFIGS["parabola"], epochs=1)

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from nicelab import mnist
+from nicelab.core import mnist
 
 TINY = ["--impl", "solutions", "--epochs", "1", "--couplings", "2", "--hidden-units", "8",
         "--hidden-layers", "1", "--batch-size", "32", "--quiet"]
@@ -122,7 +122,7 @@ def test_bits_per_dim_of_the_paper():
 
 
 def test_architectures():
-    from nicelab.config import PRESETS
+    from nicelab.core.config import PRESETS
 
     paper = mnist.with_arch(PRESETS["mnist"], "paper")
     assert (paper.num_couplings, paper.hidden_layers, paper.hidden_units) == (4, 5, 1000)
@@ -135,7 +135,7 @@ def test_architectures():
 
 def test_train_arch_option_sets_the_paper_size():
     from nicelab.cli import build_parser
-    from nicelab.commands import train
+    from nicelab.cli.commands import train
 
     parser, _ = build_parser()
     args = parser.parse_args(["train", "mnist", "--arch", "paper"])
@@ -147,7 +147,8 @@ def test_train_arch_option_sets_the_paper_size():
 
 @pytest.mark.slow
 def test_train_inpaint_outliers_end_to_end(keras_home, tmp_path, monkeypatch, capsys):
-    from nicelab import cli, runs
+    from nicelab import cli
+    from nicelab.core import runs
 
     monkeypatch.setattr(runs, "RUNS_DIR", tmp_path / "runs")
     mnist.write_fake("mnist", keras_home, n_train=120, n_test=40)
@@ -174,7 +175,7 @@ def test_train_inpaint_outliers_end_to_end(keras_home, tmp_path, monkeypatch, ca
 
 
 def test_morph_targets_are_the_other_image_set(keras_home):
-    from nicelab.corruptions import morph_targets
+    from nicelab.tasks.corruptions import morph_targets
 
     assert morph_targets(784, "mnist")[1] == "photo patches"  # nothing cached: offline fallback
     mnist.write_fake("mnist", keras_home, n_train=12, n_test=6)

@@ -164,7 +164,7 @@ def test_check_prints_the_verdicts_and_stops_on_a_stub():
 @pytest.fixture(scope="module")
 def run_env(tmp_path_factory) -> dict[str, str]:
     """Offline: runs/ in a temporary folder, and a small fake MNIST in Keras' cache format."""
-    from nicelab import mnist
+    from nicelab.core import mnist
 
     keras_home = tmp_path_factory.mktemp("keras")
     mnist.write_fake("mnist", keras_home, n_train=1200, n_test=200)

@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from nicelab.quiet import import_tensorflow
+from nicelab.core.quiet import import_tensorflow
 
 import_tensorflow()
 
-from nicelab import cli, corruptions, runs  # noqa: E402
+from nicelab import cli  # noqa: E402
+from nicelab.core import runs  # noqa: E402
+from nicelab.tasks import corruptions  # noqa: E402
 from solutions import outliers as reference  # noqa: E402
 
 TINY = ["--impl", "solutions", "--epochs", "2", "--hidden-units", "16", "--hidden-layers", "1", "--quiet"]

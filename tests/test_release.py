@@ -21,9 +21,9 @@ import yaml
 from nicelab import STAGE_NAMES
 from nicelab.authoring import leaks
 from nicelab.authoring.release import ReleaseError, release_student
+from nicelab.core.stubs import make_stub
 from nicelab.grader.released import FILENAME
-from nicelab.grading.report import load_points
-from nicelab.stubs import make_stub
+from nicelab.grader.report import load_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"
@@ -103,9 +103,9 @@ def test_handout_layout(handouts, open_stage):
         stub = make_stub((SOLUTIONS / f"{stage}.py").read_text(), stage)
         assert (root / "lessons" / f"{stage}.py").read_text() == stub
     assert f"open_stage = {open_stage}" in (root / FILENAME).read_text()
-    assert not (root / "tests").exists() and not (root / "nicelab" / "bench").exists()
+    assert not (root / "tests").exists() and not (root / "benchmarks").exists()
     assert not (root / "nicelab" / "authoring").exists()
-    assert (root / "nicelab" / "fixtures.py").exists() == (open_stage > 3)
+    assert (root / "nicelab" / "grader" / "fixtures.py").exists() == (open_stage > 3)
     makefile, readme = (root / "Makefile").read_text(), (root / "README.md").read_text()
     assert re.search(r"^run: .*\n\t\$\(BIN\)/nicelab train parabola --impl \$\(IMPL\)$", makefile, re.M)
     assert re.search(r"^test: .*\n\t\$\(BIN\)/python -m pytest checks$", makefile, re.M)

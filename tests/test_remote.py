@@ -18,10 +18,10 @@ from nicelab.grader import remote
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS, SOLUTIONS = ROOT / "lessons", ROOT / "solutions"
 FORGER = '''
-import numpy.testing, pytest, nicelab.checking, nicelab.checkrun
+import numpy.testing, pytest, nicelab.grader.assertions, nicelab.grader.runner
 numpy.testing.assert_allclose = lambda *a, **k: None
-nicelab.checking.expect = lambda *a, **k: None
-nicelab.checkrun.CheckResult.passed = property(lambda self: True)
+nicelab.grader.assertions.expect = lambda *a, **k: None
+nicelab.grader.runner.CheckResult.passed = property(lambda self: True)
 pytest.fail = lambda *a, **k: None
 import os as _os, json as _json, struct as _struct
 for _fd in range(3, 32):  # a forged "passed" answer into every pipe it can find

@@ -24,9 +24,8 @@ import jsonschema
 import pytest
 from attack_submissions import DAEMON_MARK, FORGERIES, POISON, make_attacks
 
-from nicelab.cache import cache_dir
-from nicelab.grader import integrity, sandbox
-from nicelab.grading import report
+from nicelab.core.cache import cache_dir
+from nicelab.grader import integrity, report, sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(report.SCHEMA_FILE.read_text())

@@ -11,7 +11,7 @@ import pytest
 from mutation_support import ROOT
 
 from nicelab.cli import main
-from nicelab.stubs import generate, make_stub, stage_files
+from nicelab.core.stubs import generate, make_stub, stage_files
 
 
 def test_lessons_match_the_stubs_generated_from_solutions():

@@ -8,9 +8,9 @@ import re
 import numpy as np
 import pytest
 
-from nicelab.checking import randomize
-from nicelab.impl import PROJECT_ROOT, load_all
-from nicelab.quiet import import_tensorflow
+from nicelab.core.impl import PROJECT_ROOT, load_all
+from nicelab.core.quiet import import_tensorflow
+from nicelab.grader.assertions import randomize
 
 import_tensorflow()
 M = load_all("solutions", ("coupling", "model", "likelihood"))

@@ -8,9 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from nicelab import data
-from nicelab.config import PRESETS
-from nicelab.core import toy
+from nicelab.core import data, toy
+from nicelab.core.config import PRESETS
 
 
 @pytest.mark.parametrize("name", toy.NAMES)
@@ -70,7 +69,7 @@ def test_bad_names_and_sizes_are_clear_errors():
 
 def test_commands_take_the_toy_sets_as_2d_data():
     from nicelab.cli import build_parser
-    from nicelab.commands import inpaint, outliers
+    from nicelab.cli.commands import inpaint, outliers
 
     assert build_parser()[0].parse_args(["train", "rings"]).data == "rings"
 

@@ -10,14 +10,14 @@ import types
 import numpy as np
 import pytest
 
-from nicelab.quiet import import_tensorflow
+from nicelab.core.quiet import import_tensorflow
 
 tf = import_tensorflow()
 
-from nicelab import data as data_mod  # noqa: E402
-from nicelab import impl  # noqa: E402
-from nicelab.config import TrainConfig  # noqa: E402
-from nicelab.training import (  # noqa: E402
+from nicelab.core import data as data_mod  # noqa: E402
+from nicelab.core import impl  # noqa: E402
+from nicelab.core.config import TrainConfig  # noqa: E402
+from nicelab.core.training import (  # noqa: E402
     PRIOR_STD,
     EpochRunner,
     TrainingError,

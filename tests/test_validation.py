@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from nicelab.impl import load_all
-from nicelab.quiet import import_tensorflow
+from nicelab.core.impl import load_all
+from nicelab.core.quiet import import_tensorflow
 
 tf = import_tensorflow()
 M = load_all("solutions", ("coupling", "model", "likelihood"))

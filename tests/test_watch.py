@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import pytest
 from mutation_support import ROOT
 
-from nicelab.commands.watch import stage_names
+from nicelab.cli.commands.watch import stage_names
 from nicelab.grader.watch import SUMMARY, Watcher, changed_files, snapshot, stages_for
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 
-from nicelab import STAGE_NAMES
 from nicelab.authoring.leaks import find_in_text
+from nicelab.core.course import STAGE_NAMES
 
 BLOCK = re.compile(r"^(?P<indent>[ \t]*)(?P<mark>\?\?\?\+?|!!!)[ \t]*(?P<kind>[\w-]+)")
 FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})")

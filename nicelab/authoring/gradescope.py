@@ -6,7 +6,7 @@ The bundle (Gradescope unpacks it into ``/autograder/source``):
   ``requirements.txt`` (the dependencies pinned to the versions this bundle was tested with);
 * ``run_autograder`` - run per submission: ``python -m nicelab.authoring.gradescope``, which
   grades ``/autograder/submission`` (the lesson modules, directly or in ``lessons/``) in a
-  worker process with a time and a memory limit (:func:`nicelab.grading.batch.grade_submission`,
+  worker process with a time and a memory limit (:func:`nicelab.grader.batch.grade_submission`,
   so a crash or a hang costs the checks it hit, not the results file) and writes
   ``/autograder/results/results.json``: one test per check with ``name``, ``score``,
   ``max_score``, ``output`` (the check's one-line message) and ``visibility`` (``visible``; the
@@ -24,23 +24,28 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import time
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from nicelab import STAGE_NAMES, __version__
 from nicelab.authoring.release import gated_pyproject
-from nicelab.checkrun import stage_of_file
-from nicelab.grader import released
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.atomic import atomic_path
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.course import VERSION as __version__
+from nicelab.core.impl import PROJECT_ROOT
+from nicelab.grader import batch, released
+from nicelab.grader.batch import Limits
+from nicelab.grader.report import format_table, load_points
+from nicelab.grader.runner import stage_of_file
+from nicelab.grader.scores import check_max_scores, check_scores
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SETTINGS = "nicelab-gradescope.json"
-#: The bundle leaves out the benchmarks (they hold a second NICE, in PyTorch).
-LEFT_OUT = ("nicelab/bench", "nicelab/commands/bench.py")
+#: The bundle leaves out the benchmarks' command (the benchmarks, which hold a second NICE in
+#: PyTorch, live outside the package, in the repository's ``benchmarks/``).
+LEFT_OUT = ("nicelab/cli/commands/bench.py",)
 #: Runtime dependencies, pinned to the installed versions (the ones the bundle was tested with).
 REQUIREMENTS = ("tensorflow", "tensorflow-probability", "tf-keras", "numpy", "matplotlib", "scikit-learn",
                 "pytest")
@@ -80,9 +85,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
                  points_file: Path | None = None, timeout: float = 1200.0, memory_mb: int = 3072,
                  source: Path = PROJECT_ROOT) -> Bundle:
     """Write the autograder zip ``out`` grading stages 1 to ``open_stage`` (see the module doc)."""
-    from nicelab.grading.batch import Limits
-    from nicelab.grading.report import load_points
-
     open_stage = released.check_open_stage(open_stage)
     Limits(timeout=timeout, memory_mb=memory_mb)  # the same checks of the limits as nicelab grade
     points = load_points(points_file)
@@ -119,10 +121,7 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
     for script in ("setup.sh", "run_autograder"):
         entries[script] = TEMPLATES / script
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=out.parent, suffix=".zip", delete=False) as handle:
-        tmp = Path(handle.name)
-    try:
+    with atomic_path(out, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as bundle:
             for name in sorted(entries):
                 data = entries[name]
@@ -131,9 +130,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
                 executable = name in ("setup.sh", "run_autograder")
                 info.external_attr = (0o100755 if executable else 0o100644) << 16
                 bundle.writestr(info, data.read_bytes() if isinstance(data, Path) else data)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     return Bundle(out, open_stage, out.stat().st_size, len(entries))
 
 
@@ -141,9 +137,6 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
 
 def results(row: dict) -> dict:
     """Gradescope's ``results.json`` from a graded submission's row (``nicelab grade --json``)."""
-    from nicelab.grader.scores import check_max_scores, check_scores
-    from nicelab.grading.report import format_table
-
     tests = []
     for stage in row["stages"]:
         scores = zip(stage["checks"], check_scores(stage), check_max_scores(stage), strict=True)
@@ -181,9 +174,6 @@ def main() -> int:
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     try:
-        from nicelab.grading import batch
-        from nicelab.grading.report import load_points
-
         settings = json.loads((PROJECT_ROOT / SETTINGS).read_text())
         submission = root / "submission"
         if not submission.is_dir():

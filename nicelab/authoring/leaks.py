@@ -17,8 +17,8 @@ import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
-from nicelab.stubs import make_stub
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.stubs import make_stub
 
 #: Shorter squashed lines ("returnx", "else:") are too common to mean anything.
 MIN_LEN = 10

@@ -16,11 +16,13 @@ outputs, fixed metadata), so ``stale()`` can tell when a generated file drifted 
 from __future__ import annotations
 
 import json
+import os
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.impl import PROJECT_ROOT
 
 SOURCES = PROJECT_ROOT / "notebooks" / "src"
 OUTPUT = PROJECT_ROOT / "notebooks"
@@ -64,8 +66,8 @@ def fill(text: str, name: str, config: dict[str, str]) -> str:
 
 def render(source: str, name: str, config: dict[str, str] | None = None) -> str:
     """One percent-format source -> the ``.ipynb`` file's text (nbformat 4.5, no outputs)."""
-    import jupytext
-    import nbformat
+    import jupytext  # optional: the [dev] / [notebooks] extras
+    import nbformat  # optional extra
 
     config = config or settings()
     parsed = jupytext.reads(fill(source, name, config), fmt="py:percent")
@@ -142,11 +144,8 @@ def execute(path: Path, env: dict[str, str] | None = None, timeout: float = 600.
     nbclient's ``CellExecutionError``; a run longer than ``timeout`` seconds in all, with
     :class:`TimeoutError`.
     """
-    import os
-    import time
-
-    import nbformat
-    from nbclient import NotebookClient
+    import nbformat  # optional extra
+    from nbclient import NotebookClient  # optional extra
 
     notebook = nbformat.read(path, as_version=4)
     saved = dict(os.environ)

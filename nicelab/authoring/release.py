@@ -29,23 +29,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from nicelab import STAGE_NAMES, __version__
 from nicelab.authoring import docs as docs_mod
 from nicelab.authoring import leaks
-from nicelab.checkrun import stage_of_file
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.course import VERSION as __version__
+from nicelab.core.impl import PROJECT_ROOT
+from nicelab.core.stubs import make_stub
 from nicelab.grader import released
-from nicelab.impl import PROJECT_ROOT
-from nicelab.stubs import make_stub
+from nicelab.grader.report import load_points
+from nicelab.grader.runner import stage_of_file
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 #: Where a handout lists the files a release wrote (a re-release replaces exactly those).
 MANIFEST = ".nicelab-release-files.json"
 #: Parts of nicelab a handout never holds: instructor tools that hold or run the whole reference.
-ALWAYS_LEFT_OUT = ("nicelab/bench", "nicelab/authoring", "nicelab/commands/bench.py",
-                   "nicelab/commands/release.py", "nicelab/commands/notebooks.py", "nicelab/figures.py",
-                   "nicelab/commands/figures.py")
+ALWAYS_LEFT_OUT = ("nicelab/authoring", "nicelab/cli/commands/bench.py",
+                   "nicelab/cli/commands/release.py", "nicelab/cli/commands/notebooks.py",
+                   "nicelab/plots/figures.py", "nicelab/cli/commands/figures.py")
 #: Left out while stage 3 or earlier is open: they train and ship the reference of stages 1-3.
-FIXTURES = ("nicelab/fixtures.py", "nicelab/pretrained")
+FIXTURES = ("nicelab/grader/fixtures.py", "nicelab/grader/pretrained")
 #: The stage whose reference ``make run`` needs: stages 1-3 make a trainable NICE.
 TRAINABLE = STAGE_NAMES.index("likelihood") + 1
 
@@ -227,8 +229,6 @@ def gated_pyproject(source: Path) -> str:
 
 def classroom_workflow(open_stage: int, points_file: Path | None = None) -> str:
     """``.github/workflows/classroom.yml`` for a handout opening ``open_stage``."""
-    from nicelab.grading.report import load_points
-
     points = load_points(points_file)
     stages = STAGE_NAMES[:open_stage]
     env = "".join(f'          {s.upper()}_RESULTS: "${{{{ steps.grade.outputs.{s} }}}}"\n' for s in stages)

@@ -2,7 +2,7 @@
 
 Each one is generated from a seed (no file, no network) and split like the parabola: fixed
 train / validation / test sets drawn with three different seeds. :func:`splits` returns the
-arrays; :func:`nicelab.data.load` wraps them in a :class:`nicelab.data.Dataset`.
+arrays; :func:`nicelab.core.data.load` wraps them in a :class:`nicelab.core.data.Dataset`.
 
 * ``moons``: scikit-learn's two interleaving half circles (``make_moons``), noise 0.08, scaled
   by 2 and centred, so the points span about [-3, 3] x [-1.5, 1.5].
@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from nicelab.validate import check_choice, check_positive_int
+from nicelab.core.validate import check_choice, check_positive_int
 
 NAMES = ("moons", "rings", "gaussian_grid")
 
@@ -38,7 +38,7 @@ GAUSSIAN_GRID_ENTROPY = math.log(len(GRID_CENTRES)) + math.log(2 * math.pi * mat
 
 def moons(n: int, seed: int | None = None) -> np.ndarray:
     """``n`` points of two interleaving half circles, shape ``(n, 2)``, float32."""
-    from sklearn.datasets import make_moons
+    from sklearn.datasets import make_moons  # lazy: scikit-learn's import cost
 
     n = check_positive_int(n, "n")
     x, _ = make_moons(n, noise=0.08, random_state=np.random.RandomState(seed))

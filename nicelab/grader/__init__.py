@@ -1,4 +1,4 @@
-"""The grader's parts (issue 13's target layout).
+"""The grader's parts.
 
 * :mod:`nicelab.grader.sandbox` - the bubblewrap sandbox each submission is graded in.
 * :mod:`nicelab.grader.integrity` - signed rows, clean text, CSV cells, reference copies.
@@ -13,6 +13,11 @@
   Classroom's autograding reporter reads.
 * :mod:`nicelab.grader.inline` - ``nicelab.check(stage)``: the checks run from a notebook cell.
 
-(The plugin, assertions, runner and batch grading still live in ``nicelab.checks_plugin``,
-``nicelab.checking``, ``nicelab.checkrun`` and ``nicelab.grading``.)
+* :mod:`nicelab.grader.plugin` (``nicelab.checks_plugin``), :mod:`nicelab.grader.assertions`
+  (``nicelab.checking``) - the pytest plugin and the checks' assertions.
+* :mod:`nicelab.grader.runner`, :mod:`nicelab.grader.worker` - the checks run in one pytest
+  session; the process that grades one submission.
+* :mod:`nicelab.grader.batch`, :mod:`nicelab.grader.submission`, :mod:`nicelab.grader.process`,
+  :mod:`nicelab.grader.report` - a class, one submission, one process; the tables and files.
+* :mod:`nicelab.grader.fixtures` - the trained reference models stages 4 and 5 are checked with.
 """

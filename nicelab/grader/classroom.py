@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from nicelab.grader.released import released_stages
+from nicelab.grader.report import load_points
 from nicelab.grader.scores import check_scores
 
 VERSION = 1
@@ -49,8 +50,6 @@ def error_result(stage: str, max_score: float, reason: str) -> dict:
 
 def results(path: Path) -> dict[str, dict]:
     """stage -> the reporter's object, from the results file ``path`` of ``nicelab grade --json``."""
-    from nicelab.grading.report import load_points
-
     try:
         document = json.loads(Path(path).read_text())
         row = document["submissions"][0]

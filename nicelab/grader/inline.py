@@ -1,7 +1,7 @@
 """The checks of a stage, run from a notebook cell: ``nicelab.check("coupling")``.
 
 It runs the same checks as ``pytest checks -m coupling`` in the running Python process (with
-:func:`nicelab.checkrun.run_checks`), prints one line per check, ``PASSED name`` or
+:func:`nicelab.grader.runner.run_checks`), prints one line per check, ``PASSED name`` or
 ``FAILED name - message`` (the message ``pytest checks`` prints), then a summary line; and when a
 check did not pass it raises :class:`ChecksFailed`, whose message is the first failure's, so
 that "Run all" stops at the check cell of an unfinished stage. In IPython the exception shows
@@ -16,7 +16,8 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from nicelab import STAGE_NAMES, STAGES
+from nicelab.core.course import STAGE_NAMES, STAGES
+from nicelab.core.impl import default_impl, resolve
 
 __all__ = ["ChecksFailed", "Verdicts", "check", "verdict_lines"]
 
@@ -29,14 +30,14 @@ class ChecksFailed(AssertionError):
 
 
 class Verdicts(list):
-    """The :class:`nicelab.checkrun.CheckResult` of every check run, shown as a summary line."""
+    """The :class:`nicelab.grader.runner.CheckResult` of every check run, shown as a summary line."""
 
     def __repr__(self) -> str:
         return f"<{len(self)} checks: {_summary(self)}>"
 
 
 def verdict_lines(results) -> list[str]:
-    """One line per :class:`nicelab.checkrun.CheckResult`, as ``pytest checks`` words them:
+    """One line per :class:`nicelab.grader.runner.CheckResult`, as ``pytest checks`` words them:
     ``PASSED checks/test_x.py::test_y[0]`` or ``FAILED checks/... - message``."""
     lines = []
     for result in results:
@@ -58,13 +59,12 @@ def _summary(results) -> str:
 def check(*stages: str, impl: str | None = None, keyword: str | None = None, out=None) -> Verdicts:
     """Run the checks of ``stages`` (names like ``"coupling"``; all five when none are given) on
     ``impl`` (default: ``$NICELAB_IMPL`` or ``lessons``), print the verdicts and return them
-    (:class:`Verdicts`, a list of :class:`nicelab.checkrun.CheckResult`); raise
+    (:class:`Verdicts`, a list of :class:`nicelab.grader.runner.CheckResult`); raise
     :class:`ChecksFailed` unless all passed.
 
     ``keyword``: only the checks whose name matches (pytest's ``-k``).
     """
-    from nicelab.checkrun import run_checks  # imports pytest and, through the checks, TensorFlow
-    from nicelab.impl import default_impl, resolve
+    from nicelab.grader.runner import run_checks  # imports pytest and, through the checks, TensorFlow
 
     out = sys.stdout if out is None else out
     unknown = [s for s in stages if s not in STAGE_NAMES]

@@ -16,8 +16,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.impl import PROJECT_ROOT
+from nicelab.grader.runner import stage_of_item
 
 FILENAME = "nicelab-release.toml"
 
@@ -67,8 +68,6 @@ def released_stages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- pytest plugin
 
 def _stage(item) -> str | None:
-    from nicelab.checkrun import stage_of_item
-
     return stage_of_item(item)
 
 

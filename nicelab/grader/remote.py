@@ -28,12 +28,17 @@ import argparse
 import contextlib
 import json
 import os
+import select
 import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from nicelab.core import impl as impl_mod
+from nicelab.core.quiet import import_tensorflow
+from nicelab.grader import sandbox
 
 #: The array types that may cross the pipe.
 DTYPES = ("float32", "float64", "int32", "int64", "bool")
@@ -173,8 +178,6 @@ class Client:
     ``sandbox_view`` is given) and sends it requests. ``module`` proxies the stage module."""
 
     def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = 120.0):
-        from nicelab.grader import sandbox
-
         self.timeout = timeout
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -208,8 +211,6 @@ class Client:
         self.module = Handle(self, 0)
 
     def request(self, op: str, **fields):
-        import select
-
         arrays: list[np.ndarray] = []
         header = {"op": op}
         for key, value in fields.items():
@@ -234,8 +235,6 @@ class Client:
     def kill(self) -> None:
         """Kill the child and every process it started (safe from another thread: the pipes
         stay open, so a pending request ends with a :class:`ProtocolError`)."""
-        from nicelab.grader import sandbox
-
         sandbox.kill_namespace(self._child, self.proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, 9)
@@ -257,13 +256,13 @@ class Client:
 # ----------------------------------------------------------------------------- the child's side
 
 def _probe(name: str, objects: dict, args: list):
-    import tensorflow as tf
+    import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     target = objects[args[0].id] if isinstance(args[0], Handle) else None
     if name == "variables":
         return [[list(map(int, v.shape)), id(v) % 2**31] for v in target.trainable_variables]
     if name == "randomize":  # random weights (a fresh network's output layer may start at zero)
-        from nicelab.checking import randomize
+        from nicelab.grader.assertions import randomize  # lazy: TensorFlow's start-up cost
 
         randomize(target.trainable_variables, int(args[1]))
         return None
@@ -297,10 +296,7 @@ class _Fields:
 
 def serve(impl: str, stage: str, fd_in: int, fd_out: int) -> None:
     """Answer the parent's requests until it closes the pipe (the child's main loop)."""
-    from nicelab.quiet import import_tensorflow
-
     import_tensorflow()
-    from nicelab import impl as impl_mod
 
     objects: dict[int, object] = {}
     counter = [1]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -35,8 +36,9 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
-from nicelab.impl import PROJECT_ROOT
+from nicelab.core.cache import cache_dir
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.impl import PROJECT_ROOT
 
 #: Where things are inside the sandbox.
 ROOT = Path("/grader")
@@ -133,8 +135,6 @@ def python_inside() -> str:
 
 def environment(threads: int) -> dict[str, str]:
     """The grading process's whole environment (nothing of the instructor's is passed on)."""
-    from nicelab.cache import cache_dir
-
     env = {
         "PATH": f"{os.path.dirname(python_inside())}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(HOME), "TMPDIR": "/tmp", "LANG": "C.UTF-8", "PYTHONPATH": str(PROJECT),
@@ -164,8 +164,6 @@ def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bw
 
 
 def _options(view: View, threads: int, info_fd: int) -> list[str]:
-    from nicelab.cache import cache_dir
-
     cmd = ["--unshare-all", "--unshare-user", "--uid", str(UID), "--gid", str(UID),
            "--hostname", "grader", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
            "--info-fd", str(info_fd), "--clearenv"]
@@ -203,8 +201,6 @@ def _options(view: View, threads: int, info_fd: int) -> list[str]:
 def read_child_pid(fd: int, timeout: float = 30.0) -> int | None:
     """The PID (in our namespace) of the sandbox's first process, from bwrap's info descriptor;
     None when bwrap exited before it started one."""
-    import select
-
     data = b""
     end = timeout
     while end > 0:

@@ -17,7 +17,7 @@ import json
 import re
 from pathlib import Path
 
-from nicelab.grading import report
+from nicelab.grader import report
 
 #: Options that may differ between the parts (how many processes each machine ran at once).
 PER_MACHINE = ("jobs",)

@@ -3,7 +3,7 @@ is saved, printing one line per failed check (the same verdicts ``pytest checks`
 
 The files are polled (their modification time and size, a few times a second): no file-system
 event library is needed and it works the same on every platform and network drive. Each run is
-a fresh pytest session in this process (:func:`nicelab.checkrun.run_checks`), which loads the
+a fresh pytest session in this process (:func:`nicelab.grader.runner.run_checks`), which loads the
 lesson modules afresh; TensorFlow and the check modules stay imported, so a run of stage 1 or 2
 costs about a second instead of the five seconds of imports a new ``pytest`` process pays.
 """
@@ -20,8 +20,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from nicelab import STAGE_NAMES
-from nicelab.impl import resolve
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.impl import resolve
 
 #: Every verdict block ends with a line that starts with this (``nicelab bench`` and the tests
 #: wait for it).
@@ -123,7 +123,7 @@ class Watcher:
         self._frozen = False
 
     def _run_checks(self, stages: tuple[str, ...]) -> list:
-        from nicelab.checkrun import run_checks  # pytest and the checks: only once watching
+        from nicelab.grader.runner import run_checks  # pytest and the checks: only once watching
 
         return run_checks(self.impl, stages)
 

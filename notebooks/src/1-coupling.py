@@ -46,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 import nicelab
-from nicelab import data
 from nicelab.checking import autodiff_log_det, randomize
+from nicelab.core import data
 
 # %matplotlib inline
 coupling = importlib.import_module(f"{IMPL}.coupling")

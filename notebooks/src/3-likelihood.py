@@ -49,11 +49,11 @@ import tensorflow as tf
 from IPython.display import Image, display
 
 import nicelab
-from nicelab import data, plots
-from nicelab.config import PRESETS
-from nicelab.core import toy
-from nicelab.runs import runs_dir
-from nicelab.training import mean_nll, train
+from nicelab.core import data, toy
+from nicelab.core.config import PRESETS
+from nicelab.core.runs import runs_dir
+from nicelab.core.training import mean_nll, train
+from nicelab.plots import training as plots
 
 # %matplotlib inline
 modules = {stage: importlib.import_module(f"{IMPL}.{stage}") for stage in ("coupling", "model", "likelihood")}
@@ -73,7 +73,7 @@ nicelab.check("likelihood", impl=IMPL)
 # %% [markdown]
 # ## Train on the parabola
 #
-# `nicelab.training.train` runs *your* `train_step` (compiled into one call per epoch), keeps
+# `nicelab.core.training.train` runs *your* `train_step` (compiled into one call per epoch), keeps
 # the weights of the best validation epoch, and returns the model and its history. The same
 # runs as `nicelab train parabola`, shorter.
 

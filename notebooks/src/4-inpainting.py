@@ -47,11 +47,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nicelab
-from nicelab import fixtures, runs
-from nicelab.commands.inpaint import make_masks
-from nicelab.config import PRESETS
-from nicelab.data import load
-from nicelab.plots import image_grid
+from nicelab.core import runs
+from nicelab.core.config import PRESETS
+from nicelab.core.data import load
+from nicelab.grader import fixtures
+from nicelab.plots.training import image_grid
+from nicelab.tasks.inpaint import make_masks
 
 # %matplotlib inline
 inpainting = importlib.import_module(f"{IMPL}.inpainting")

@@ -43,7 +43,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import nicelab
-from nicelab import corruptions, fixtures
+from nicelab.grader import fixtures
+from nicelab.tasks import corruptions
 
 # %matplotlib inline
 outliers = importlib.import_module(f"{IMPL}.outliers")

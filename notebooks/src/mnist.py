@@ -49,11 +49,11 @@ import numpy as np
 import tensorflow as tf
 
 import nicelab
-from nicelab import mnist
-from nicelab.config import PRESETS
-from nicelab.data import bits_per_dim, load
-from nicelab.plots import image_grid
-from nicelab.training import mean_nll, train
+from nicelab.core import mnist
+from nicelab.core.config import PRESETS
+from nicelab.core.data import bits_per_dim, load
+from nicelab.core.training import mean_nll, train
+from nicelab.plots.training import image_grid
 
 # %matplotlib inline
 modules = {stage: importlib.import_module(f"{IMPL}.{stage}") for stage in ("coupling", "model", "likelihood")}

@@ -28,5 +28,5 @@ fi
 "$ROOT/venv/bin/python" -m pip install --quiet --upgrade pip
 "$ROOT/venv/bin/python" -m pip install --quiet -r "$ROOT/source/requirements.txt"
 cd "$ROOT/source"
-PYTHONPATH="$ROOT/source" "$ROOT/venv/bin/python" -c "from nicelab.quiet import import_tensorflow; import_tensorflow()"
+PYTHONPATH="$ROOT/source" "$ROOT/venv/bin/python" -c "from nicelab.core.quiet import import_tensorflow; import_tensorflow()"
 echo "nicelab autograder ready: $("$ROOT/venv/bin/python" --version)"

@@ -1,0 +1,111 @@
+"""Sections 1 and 4 of the bench: commands run as subprocesses, with their wall time and peak
+resident memory (``ru_maxrss`` of that very command, see :data:`LAUNCHER`).
+
+* the check suite, ``python -m pytest checks --impl solutions``, whole and stage by stage, from a
+  cold cache of trained fixtures (``NICELAB_CACHE`` pointed at an empty folder), then warm;
+* the main job, ``nicelab train parabola --impl solutions``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nicelab.core.course import STAGE_NAMES
+from nicelab.core.impl import PROJECT_ROOT
+
+
+@dataclass
+class ProcResult:
+    """One finished subprocess: exit status, wall seconds, peak RSS in MiB, and its output."""
+
+    command: list[str]
+    returncode: int
+    seconds: float
+    peak_mib: float
+    output: str
+
+    @property
+    def summary(self) -> str:
+        """pytest's last summary line ("12 passed in 3.1s"), else the last line of output."""
+        lines = [line.strip("= ") for line in self.output.strip().splitlines() if line.strip()]
+        for line in reversed(lines):
+            if re.search(r"\d+ (passed|failed|error|skipped|deselected)", line):
+                return re.sub(r" in [\d.]+s.*$", "", line)
+        return lines[-1] if lines else ""
+
+    def count(self, word: str) -> int:
+        """How many checks pytest's summary line reports as ``word`` (passed, failed, ...)."""
+        match = re.search(rf"(\d+) {word}", self.summary)
+        return int(match.group(1)) if match else 0
+
+
+#: A small launcher between the bench and the measured command. Linux carries a process's peak
+#: RSS across ``exec``, so a child forked straight from the bench (TensorFlow loaded: hundreds of
+#: MiB) would report at least the bench's size. The launcher is a fresh small process; its child's
+#: peak is the command's own (plus at most the launcher's few MiB).
+LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[2:])
+with open(sys.argv[1], "w") as f:
+    f.write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))
+sys.exit(code)
+"""
+
+
+def run_measured(command: list[str], env: dict[str, str] | None = None,
+                 cwd: Path = PROJECT_ROOT, timeout: float = 1800) -> ProcResult:
+    """Run ``command``; its wall time and its own peak resident set size (through :data:`LAUNCHER`)."""
+    full_env = {**os.environ, **(env or {})}
+    with tempfile.TemporaryDirectory(prefix="nicelab-bench-proc-") as tmp:
+        report = Path(tmp) / "maxrss"
+        start = time.perf_counter()
+        try:
+            proc = subprocess.run([sys.executable, "-c", LAUNCHER, str(report), *command], cwd=cwd,
+                                  env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, timeout=timeout)
+            returncode, output = proc.returncode, proc.stdout
+        except subprocess.TimeoutExpired as err:
+            returncode = -9
+            output = (err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout or "")
+            output += f"\ntimed out after {timeout:.0f} s"
+        seconds = time.perf_counter() - start
+        maxrss = float(report.read_text()) if report.exists() else float("nan")
+    # ru_maxrss is in KiB on Linux (bytes on macOS).
+    peak = maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+    return ProcResult(command, returncode, seconds, peak, output)
+
+
+def pytest_command(stage: str | None = None) -> list[str]:
+    """The check suite on the reference (one stage with ``-m STAGE``)."""
+    command = [sys.executable, "-m", "pytest", "checks", "--impl", "solutions", "-q",
+               "-p", "no:cacheprovider"]
+    return command + (["-m", stage] if stage else [])
+
+
+def check_suite(stages: bool = True, warm: bool = True) -> dict[str, ProcResult]:
+    """Time the whole check suite from a cold fixture cache (key ``all``), again with that cache
+    warm (``all (warm)``), and each stage alone from a cold cache (keys: the stage names)."""
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="nicelab-bench-cache-") as cache:
+        results["all"] = run_measured(pytest_command(), {"NICELAB_CACHE": cache})
+        if warm:
+            results["all (warm)"] = run_measured(pytest_command(), {"NICELAB_CACHE": cache})
+    if stages:
+        for stage in STAGE_NAMES:
+            with tempfile.TemporaryDirectory(prefix="nicelab-bench-cache-") as cache:
+                results[stage] = run_measured(pytest_command(stage), {"NICELAB_CACHE": cache})
+    return results
+
+
+def main_job(out: Path, data: str = "parabola") -> ProcResult:
+    """``nicelab train DATA --impl solutions --quiet --out OUT``, the project's main job."""
+    command = [sys.executable, "-m", "nicelab.cli", "train", data, "--impl", "solutions",
+               "--quiet", "--out", str(out)]
+    return run_measured(command)

@@ -1,0 +1,151 @@
+"""Tools for the checks in ``checks/`` (and for instructors' hidden checks).
+
+``fail`` gives the student one or two sentences - what was expected, what was seen, the
+likely mistake - instead of a traceback. The numeric helpers make random but reproducible
+inputs and weights, and compute Jacobians by automatic differentiation.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from nicelab.core.stubs import STUB_MESSAGE
+
+__all__ = [
+    "attempt", "autodiff_log_det", "changed_columns", "describe", "error_line", "expect", "expect_answer",
+    "fail", "max_error", "numpy", "random_batch", "randomize", "trainable", "weight_matrices",
+]
+
+
+def fail(expected: str, seen: str, likely: str | None = None) -> None:
+    """Fail the current check with a plain-words message (no traceback)."""
+    message = f"Expected {expected}; saw {seen}."
+    if likely:
+        message += f" Likely mistake: {likely}"
+    pytest.fail(message, pytrace=False)
+
+
+def expect(condition: bool, expected: str, seen: str, likely: str | None = None) -> None:
+    """``fail(expected, seen, likely)`` unless ``condition`` holds."""
+    if not condition:
+        fail(expected, seen, likely)
+
+
+def numpy(value) -> np.ndarray:
+    """A tensor, variable or array-like as a float64 NumPy array."""
+    if isinstance(value, tf.Tensor | tf.Variable):
+        value = value.numpy()
+    return np.asarray(value, dtype=np.float64)
+
+
+def max_error(a, b) -> float:
+    return float(np.max(np.abs(numpy(a) - numpy(b))))
+
+
+def random_batch(n: int, dim: int, seed: int = 0, scale: float = 2.0) -> np.ndarray:
+    """A reproducible ``(n, dim)`` float32 batch of normal values with std ``scale``."""
+    return (scale * np.random.default_rng(seed).standard_normal((n, dim))).astype(np.float32)
+
+
+def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
+    """Give every variable reproducible N(0, scale^2) values, so that no layer is the identity
+    (a zero-initialised output layer would hide most mistakes)."""
+    rng = np.random.default_rng(seed)
+    for variable in variables:
+        variable.assign(scale * rng.standard_normal(variable.shape).astype(np.float32))
+
+
+def trainable(layer) -> list[tf.Variable]:
+    return list(getattr(layer, "trainable_variables", []))
+
+
+def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian.
+
+    Row j of every example's Jacobian is the gradient of output column j summed over the batch
+    (examples are independent), which is several times faster than ``batch_jacobian`` eagerly.
+    Returns NaN where no gradient flows from the output back to ``x``.
+    """
+    x = tf.constant(x, dtype=tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = fn(x)
+        columns = [y[:, j] for j in range(int(x.shape[1]))]
+    rows = [tape.gradient(column, x) for column in columns]
+    del tape
+    if all(row is None for row in rows):
+        return np.full(len(x), np.nan)
+    jacobian = np.stack([np.zeros(x.shape) if r is None else numpy(r) for r in rows], axis=1)
+    _, log_abs_det = np.linalg.slogdet(jacobian)
+    return log_abs_det
+
+
+def changed_columns(before, after, atol: float = 0.0) -> np.ndarray:
+    """Boolean ``(D,)``: which columns differ anywhere between two ``(batch, D)`` arrays."""
+    return np.any(np.abs(numpy(after) - numpy(before)) > atol, axis=0)
+
+
+def describe(columns: np.ndarray) -> str:
+    """A boolean column mask as a short list of indices."""
+    return "[" + ", ".join(str(i) for i in np.flatnonzero(columns)) + "]"
+
+
+def expect_answer(module, key: str, expected: float, page: str, rel_tol: float = 0.02,
+                  abs_tol: float = 1e-3) -> None:
+    """Grade one "Predict, then check" answer: ``module.ANSWERS[key]`` against ``expected``,
+    the value the check computed itself. The message never prints ``expected``: the point of
+    the question is to work it out, then run the code.
+
+    An unanswered prediction (the stub's ``None``) counts as not implemented yet, like a stub's
+    function, so a fresh stage stays "not started" in ``nicelab grade`` instead of "failing".
+    ``page`` is the lesson page (``docs/lessons/N-stage.md``), which names the stage."""
+    answers = getattr(module, "ANSWERS", None)
+    if not isinstance(answers, dict) or key not in answers:
+        fail(f"a module-level dict ANSWERS with the key {key!r}", "no such entry",
+             f"keep the ANSWERS block at the end of the lesson module (questions on {page}).")
+    value = answers[key]
+    if value is None:
+        found = re.search(r"(\d)-(\w+)\.md", page)
+        stage = f"Stage {found[1]} ({found[2]})" if found else "Predict, then check"
+        raise NotImplementedError(f"{stage}: answer ANSWERS[{key!r}], the question on {page}.")
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        fail(f"ANSWERS[{key!r}] to be a number", f"{type(value).__name__} {value!r}")
+    if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
+        within = f"within {rel_tol:.0%}" if rel_tol else "exactly"
+        fail(f"ANSWERS[{key!r}] to match what the code computes ({within})",
+             f"{value!r}, which does not", f"re-read the question on {page} and redo the arithmetic.")
+
+
+def attempt(fn, *args, doing: str, likely: str | None = None):
+    """``fn(*args)``, or a one-line failure when the student's code raises: what it was doing,
+    the exception's type and first line (no traceback), and ``likely``. A stub's
+    NotImplementedError passes through (the plugin reports it as "Not implemented yet")."""
+    try:
+        return fn(*args)
+    except Exception as err:  # noqa: BLE001 - any error in the student's code becomes a verdict
+        if isinstance(err, NotImplementedError) and (not str(err) or STUB_MESSAGE.match(str(err))):
+            raise
+        error = err
+    # Failing outside the except block: no "during handling of the above exception" traceback.
+    first = error_line(error)
+    fail(f"{doing} to run", f"{type(error).__name__}: {first}" if first else type(error).__name__,
+         likely)
+
+
+def weight_matrices(layer) -> list[tuple[int, ...]]:
+    """The shapes of a layer's trainable 2-D variables (a Dense network's kernels), in order."""
+    return [tuple(int(n) for n in v.shape) for v in trainable(layer) if len(v.shape) == 2]
+
+
+def error_line(err: BaseException, limit: int = 200) -> str:
+    """The informative line of an exception's message: for Keras' "Exception encountered when
+    calling ..." wrappers the line after it, terminal colour codes removed, at most ``limit``."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not line.startswith("Exception encountered when calling")] or lines
+    first = lines[0] if lines else ""
+    return first if len(first) <= limit else first[: limit - 3] + "..."

@@ -1,0 +1,270 @@
+"""Grade a class: every submission in its own sandboxed processes, with limits, in parallel.
+
+``grade_class(SUBMISSIONS_DIR, ...)`` grades each sub-folder (one per student, holding the
+lesson modules, directly or in a ``lessons/`` folder) and writes the results after every
+submission, atomically, so an interrupted batch leaves a valid file and a rerun resumes.
+
+How one submission is graded, and how the limits are enforced:
+
+* :mod:`nicelab.grader.submission` grades one submission, :mod:`nicelab.grader.process`
+  runs and watches one worker process; this module grades the class and keeps the results.
+* The batch first lists the checks it expects (:func:`collect_checks`, once, without any
+  student code): only their results count, and one that never reports counts as failed.
+* The submission's files are copied (regular files only, no ``__pycache__``) into a fresh
+  temporary folder: grading never writes into the submission.
+* Each stage is graded by its own worker process (``python -m nicelab.grader.worker``), run in
+  a bubblewrap sandbox (:mod:`nicelab.grader.sandbox`): the project, the venv and the caches
+  read-only, of ``solutions/`` only the stages before the graded one, the copy read-only, a
+  capped private ``/tmp``, its own user, PID, network, IPC and UTS namespaces. ``--no-sandbox``
+  runs the worker directly, in its own process group (and says so in the results).
+* The worker reports every check as it starts and ends over a pipe (capped at
+  :data:`MAX_EVENT_BYTES`); only the batch writes results.
+* Time: the batch (outside the sandbox, invisible from it) kills the sandbox's PID namespace
+  when the submission's wall-time budget (``timeout``) or one check's (``check_timeout``) is
+  spent. Memory: the batch polls the resident memory (RSS, from ``/proc``) of every process
+  descending from the worker (in the sandbox, every process of the namespace, whatever session
+  it started) every 0.1 s and kills them all above ``memory_mb`` or above
+  :data:`MAX_PROCESSES` processes; the worker also caps its address space (RLIMIT_AS, 4x the
+  limit). Output: stdout and stderr go to a pipe the batch drains, keeping the first
+  ``output_kb`` kilobytes and the last 2 kB. Files: RLIMIT_FSIZE, no core dumps, and in the
+  sandbox nothing is writable but its capped tmpfs.
+* When a worker is killed or dies (os._exit, a native crash, a signal), the check that was
+  running gets the verdict (timed out, out of memory, crashed), the rest of that stage is not
+  run, and the next stage gets a fresh process while the time budget lasts.
+* Every row is signed with the instructor's key (:mod:`nicelab.grader.integrity`); a resumed
+  batch grades again a row whose signature does not match. Messages lose their control
+  characters; CSV cells their formula prefixes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from nicelab.core.course import STAGE_NAMES
+from nicelab.grader import integrity, report, sandbox
+from nicelab.grader import shard as sharding
+from nicelab.grader.process import Interrupted, Limits, Plan
+from nicelab.grader.submission import (
+    NO_SANDBOX_WARNING,
+    REMOTE_CHECKS,
+    collect_checks,
+    find_submissions,
+    fingerprint,
+    grade_submission,
+)
+
+__all__ = ["Limits", "grade_class", "grade_submission", "load_results"]
+
+
+def load_results(path: Path) -> dict | None:
+    """The results file of an earlier (maybe interrupted) batch, or None if there is none."""
+    if not path.exists():
+        return None
+    try:
+        document = json.loads(path.read_text())
+    except ValueError as err:
+        raise ValueError(f"{path} is not a valid results file ({err}); move it away or use "
+                         "--regrade.") from err
+    if not isinstance(document, dict) or document.get("schema") != report.SCHEMA_ID:
+        raise ValueError(f"{path} is not a nicelab grade results file; move it away or use --regrade.")
+    return document
+
+
+def _check_arguments(extra_dirs: tuple[str, ...], use_sandbox: bool,
+                     remote_stages: tuple[str, ...]) -> tuple[str, ...]:
+    """The hidden checks' folders, resolved; a clear error for options that cannot work."""
+    unknown = [s for s in remote_stages if s not in REMOTE_CHECKS]
+    if unknown or (remote_stages and not use_sandbox):
+        raise ValueError(f"verdicts outside the student's process exist for {', '.join(REMOTE_CHECKS)} "
+                         "only, and need the sandbox.")
+    extra_dirs = tuple(str(Path(d).resolve()) for d in extra_dirs)
+    for extra in extra_dirs:
+        if not Path(extra).is_dir():
+            raise FileNotFoundError(f"no extra checks folder at {extra}.")
+    return extra_dirs
+
+
+def _options(root, stages, extra_dirs, jobs: int, use_sandbox: bool, remote_stages, limits: Limits) -> dict:
+    """The batch's options, as the results file records them."""
+    return {"submissions_dir": str(Path(root).resolve()), "stages": list(stages),
+            "extra_checks": list(extra_dirs), "jobs": jobs, "sandbox": use_sandbox,
+            "remote_stages": list(remote_stages),
+            "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
+                       "output_kb": limits.output_kb, "file_mb": limits.file_mb,
+                       "scratch_mb": limits.scratch_mb}}
+
+
+def _new_document(points: report.Points, options: dict, previous: dict | None,
+                  log: Callable[[str], None]) -> dict:
+    """The results document (created when the earlier batch was; warning without the sandbox)."""
+    document = report.new_document(points, options)
+    if not options["sandbox"]:
+        document["warnings"] = [NO_SANDBOX_WARNING]
+        log("WARNING: " + NO_SANDBOX_WARNING)
+    if previous:
+        document["created"] = previous.get("created", document["created"])
+    return document
+
+
+def _authentic_rows(previous: dict | None, key: bytes, json_path: Path,
+                    log: Callable[[str], None]) -> dict[str, dict]:
+    """The rows of an earlier batch that still carry the grader's own signature, by name."""
+    rows: dict[str, dict] = {}
+    tampered = []
+    for row in (previous or {}).get("submissions", []):
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            continue
+        if integrity.row_is_authentic(row, key):
+            rows[row["name"]] = row
+        else:
+            tampered.append(row["name"])
+    for name in tampered:
+        log(f"  {integrity.clean_text(name)[:100]}: its row in {json_path} does not match the grader's own "
+            "signature (edited after grading?): graded again")
+    return rows
+
+
+def _to_grade(subs: list[tuple[str, Path]], rows: dict[str, dict], options: dict) -> list[tuple[str, Path]]:
+    """The submissions not already graded, unchanged, with the same stages, hidden checks,
+    sandbox setting and remote stages."""
+    todo = []
+    for name, folder in subs:
+        row = rows.get(name)
+        if (row and row.get("fingerprint") == fingerprint(folder)
+                and row.get("stages_requested") == options["stages"]
+                and row.get("extra_checks") == options["extra_checks"]
+                and row.get("sandboxed", False) == options["sandbox"]
+                and row.get("remote_stages", []) == options["remote_stages"]):
+            continue
+        todo.append((name, folder))
+    return todo
+
+
+def _expected(stages, extra_dirs, limits: Limits, workdir: Path, remote_stages) -> dict:
+    """The checks every submission is expected to report (the remote stages' own verdicts)."""
+    expected = collect_checks(stages, extra_dirs, limits, workdir)
+    for stage in remote_stages:  # decided by the batch: its own list of verdicts
+        expected = {n: info for n, info in expected.items() if info[0] != stage}
+        expected.update({n: (stage, False) for n in REMOTE_CHECKS[stage]})
+    return expected
+
+
+def _log_start(todo: int, skipped: int, root, jobs: int, use_sandbox: bool, json_path: Path,
+               log: Callable[[str], None]) -> None:
+    note = f" ({skipped} already graded in {json_path}: skipped; --regrade grades them again)"
+    log(f"grading {todo} submissions from {root}, {jobs} at a time"
+        + ("" if use_sandbox else " WITHOUT the sandbox") + (note if skipped else ""))
+
+
+def _log_row(row: dict, log: Callable[[str], None]) -> None:
+    stages_done = " ".join(f"{st['passed']}/{st['total']}" for st in row["stages"])
+    log(f"  {row['name']}: {row['status']}, {row['points']:.1f}/{row['max_points']:g} points "
+        f"[{stages_done}] in {row['wall_time']:.0f} s"
+        + (f" - {row['message'][:150]}" if row["message"] else "")
+        + "".join(f"\n    flag: {flag}" for flag in row.get("flags", [])
+                  if flag != NO_SANDBOX_WARNING))
+
+
+def _run_pool(jobs: int, todo: list[tuple[str, Path]], one: Callable[[str, Path], None],
+              stop: threading.Event) -> None:
+    """``one(name, folder)`` for every submission, ``jobs`` at a time; Ctrl-C stops them all."""
+    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="nicelab-grade")
+    try:
+        futures = [pool.submit(one, name, folder) for name, folder in todo]
+        for future in as_completed(futures):
+            future.result()
+    except BaseException:
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+class _Results:
+    """The results document, written atomically (JSON, and CSV) after every signed row."""
+
+    def __init__(self, document: dict, rows: dict[str, dict], key: bytes, json_path: Path,
+                 csv_path: Path | None, log: Callable[[str], None]):
+        self.document, self.rows, self.key = document, rows, key
+        self.json_path, self.csv_path, self.log = json_path, csv_path, log
+        self.lock = threading.Lock()
+
+    def write(self) -> None:
+        report.write_atomic(self.json_path, report.to_json(self.document))
+        if self.csv_path:
+            report.write_atomic(self.csv_path, report.to_csv(self.document))
+
+    def save(self, row: dict) -> None:
+        with self.lock:
+            self.rows[row["name"]] = integrity.sign_row(row, self.key)
+            self.document["submissions"] = [self.rows[k] for k in sorted(self.rows)]
+            self.document["updated"] = report.now()
+            self.write()
+            _log_row(row, self.log)
+
+
+def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None = None,
+                stages: tuple[str, ...] = STAGE_NAMES, extra_dirs: tuple[str, ...] = (),
+                limits: Limits | None = None, points: report.Points | None = None,
+                jobs: int | None = None, regrade: bool = False,
+                log: Callable[[str], None] = print, shard: tuple[int, int] | None = None,
+                use_sandbox: bool = True, remote_stages: tuple[str, ...] = ()) -> dict:
+    """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
+    results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
+    results file, unchanged, graded with the same stages, hidden checks and sandbox setting, and
+    whose row still carries the grader's own signature, are skipped unless ``regrade``.
+
+    ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.shard`).
+    ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.sandbox`); a
+    batch refuses to start without it (:class:`~nicelab.grader.sandbox.SandboxUnavailable`)
+    unless this is False, and then warns in the results. ``remote_stages`` (experimental, stage
+    1 only, needs the sandbox): stages decided in this process from a sandboxed child's answers
+    (:mod:`nicelab.grader.verdicts`) instead of by the checks running beside the student's code;
+    their hidden checks do not run."""
+    extra_dirs = _check_arguments(extra_dirs, use_sandbox, remote_stages)
+    limits = limits or Limits()
+    points = points or report.load_points()
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    bwrap = sandbox.check_available() if use_sandbox else None
+    subs = find_submissions(root)
+    key = integrity.grading_key()
+    options = _options(root, stages, extra_dirs, jobs, use_sandbox, remote_stages, limits)
+    if shard:
+        options["shard"] = sharding.options(subs, *shard)
+        subs = sharding.share(subs, *shard)
+    previous = None if regrade else load_results(json_path)
+    document = _new_document(points, options, previous, log)
+    rows = _authentic_rows(previous, key, json_path, log)
+    document["submissions"] = [rows[k] for k in sorted(rows)]
+    todo = _to_grade(subs, rows, options)
+    _log_start(len(todo), len(subs) - len(todo), root, jobs, use_sandbox, json_path, log)
+    results = _Results(document, rows, key, json_path, csv_path, log)
+    stop = threading.Event()
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
+        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb, remote_stages=tuple(remote_stages))
+        expected = _expected(stages, extra_dirs, limits, Path(tmp), remote_stages) if todo else None
+
+        def one(name: str, folder: Path) -> None:
+            try:
+                row = grade_submission(name, folder, stages, list(extra_dirs), limits, points, threads, stop,
+                                       plan, expected)
+                if remote_stages:
+                    row["remote_stages"] = list(remote_stages)
+            except Interrupted:
+                return
+            except Exception as err:  # noqa: BLE001 - a grader bug must not stop the class
+                row = report.submission_row(name, str(folder), [], stages, points, status="error",
+                                            message=f"grading failed: {type(err).__name__}: {err}")
+            results.save(row)
+
+        with results.lock:
+            results.write()
+        _run_pool(jobs, todo, one, stop)
+    return document

@@ -1,0 +1,371 @@
+"""One grading process of a submission: its command, its sandbox, and the limits the batch
+enforces on it from outside (:mod:`nicelab.grader.batch` describes how).
+
+:func:`run_worker` starts ``python -m nicelab.grader.worker`` (in bubblewrap when the
+:class:`Plan` says so), reads its events, keeps the first ``output_kb`` kilobytes and the last
+2 kB of its output, polls the memory and the number of processes of its whole process tree, and
+kills it at a limit; :func:`describe_end` says in words how it ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nicelab.core.course import STAGE_NAMES
+from nicelab.grader import sandbox
+from nicelab.grader.runner import CheckResult
+
+POLL_S = 0.1
+#: The most a worker may write into its event channel, and into one event line.
+MAX_EVENT_BYTES = 32 * 2**20
+MAX_EVENT_LINE = 2**20
+#: The most processes one submission may run at once.
+MAX_PROCESSES = 256
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ABNORMAL = ("timeout", "memory_limit", "crashed")
+
+
+class Interrupted(Exception):
+    """The batch was interrupted (Ctrl-C) while this submission was being graded."""
+
+
+@dataclass
+class Limits:
+    """Per-submission limits: wall time (s), resident memory (MB), output kept (kB), file size
+    (MB), and optionally the wall time of any one check (s)."""
+
+    timeout: float = 600.0
+    memory_mb: int = 4096
+    output_kb: int = 256
+    file_mb: int = 1024
+    check_timeout: float | None = None  # wall time of one check; None: only the submission's limit
+    scratch_mb: int = 256  # the sandbox's private /tmp (a tmpfs: its files count against no other limit)
+
+    def __post_init__(self):
+        if not self.timeout > 0:
+            raise ValueError(f"the time limit must be positive; saw {self.timeout}.")
+        if self.check_timeout is not None and not self.check_timeout > 0:
+            raise ValueError(f"the time limit of one check must be positive; saw {self.check_timeout}.")
+        if self.memory_mb < 512:
+            raise ValueError(f"the memory limit must be at least 512 MB (TensorFlow alone needs about "
+                             f"800 MB); saw {self.memory_mb}.")
+        if self.output_kb < 1 or self.file_mb < 1 or self.scratch_mb < 16:
+            raise ValueError("the output and file limits must be at least 1, the scratch space 16 MB.")
+
+
+
+
+class _Drain(threading.Thread):
+    """Reads a pipe to its end, keeping its first ``limit`` bytes and last 2 kB."""
+
+    def __init__(self, pipe, limit: int):
+        super().__init__(daemon=True)
+        self.pipe, self.limit = pipe, limit
+        self.head, self.tail, self.total = bytearray(), bytearray(), 0
+
+    def run(self):
+        with contextlib.suppress(OSError, ValueError):
+            while chunk := self.pipe.read1(65536):
+                self.total += len(chunk)
+                if len(self.head) < self.limit:
+                    self.head += chunk[: self.limit - len(self.head)]
+                self.tail = (self.tail + chunk)[-2048:]
+
+    def text(self) -> str:
+        if self.total <= len(self.head):
+            return self.head.decode(errors="replace")
+        return (self.head.decode(errors="replace") + f"\n[... {self.total - len(self.head)} more bytes; "
+                "the last 2 kB:]\n" + self.tail.decode(errors="replace"))
+
+
+def _process_table() -> dict[int, tuple[int, int, int]]:
+    """``{pid: (ppid, pgid, rss bytes)}`` of every process on the machine (from ``/proc``)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[21]) * PAGE)
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def tree_usage(root: int, pgid: int | None = None) -> tuple[int, int]:
+    """``(resident bytes, processes)`` of ``root`` and all its descendants (and of the process
+    group ``pgid``). In the sandbox every process of the submission descends from bwrap: its PID
+    namespace's first process adopts the orphans of ``setsid`` and double forks."""
+    table = _process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    seen, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        todo.extend(children.get(pid, ()))
+    if pgid is not None:
+        seen.update(pid for pid, (_, group, _) in table.items() if group == pgid)
+    return sum(table[pid][2] for pid in seen if pid in table), len(seen & table.keys())
+
+
+def group_rss(pgid: int) -> int:
+    """Resident memory, in bytes, of every process in the process group ``pgid``."""
+    return sum(rss for _, group, rss in _process_table().values() if group == pgid)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@dataclass
+class Attempt:
+    """What one worker process did: the results it reported, the check it was running when it
+    ended, and how it ended (``reason``: None, timeout, memory_limit, crashed)."""
+
+    results: dict[str, CheckResult] = field(default_factory=dict)
+    in_flight: str | None = None
+    started: int = 0
+    done: bool = False
+    reason: str | None = None
+    note: str = ""
+    check_timed_out: bool = False
+    returncode: int | None = None
+    peak_rss: int = 0
+    output: str = ""
+    output_bytes: int = 0
+
+
+class _EventReader(threading.Thread):
+    """Reads the worker's events from a pipe as they come (at most ``limit`` bytes): which
+    check is running and since when, and the results. Nothing is written to disk, and a
+    flood neither grows the parent nor can be rewritten later."""
+
+    def __init__(self, fd: int, attempt: Attempt, limit: int = MAX_EVENT_BYTES):
+        super().__init__(daemon=True)
+        self.fd, self.attempt, self.limit = fd, attempt, limit
+        self.total, self.flooded = 0, False
+        self.running: str | None = None
+        self.since = 0.0
+
+    def run(self):
+        buffer = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(self.fd, 65536):
+                self.total += len(chunk)
+                if self.total > self.limit:
+                    self.flooded = True
+                    continue  # drained and dropped: the parent kills the worker
+                *lines, buffer = (buffer + chunk).split(b"\n")
+                for line in lines:
+                    self._event(line)
+                if len(buffer) > MAX_EVENT_LINE:
+                    buffer = b""
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+    def _event(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+            kind = event["event"]
+        except (ValueError, KeyError, TypeError):
+            return  # a line cut short by a kill
+        attempt = self.attempt
+        if kind == "start" and isinstance(event.get("nodeid"), str):
+            self.running, self.since = event["nodeid"], time.monotonic()
+            attempt.in_flight, attempt.started = event["nodeid"], attempt.started + 1
+        elif kind == "result":
+            try:
+                result = CheckResult.from_dict(event["result"])
+            except (TypeError, KeyError):
+                return
+            attempt.results.setdefault(result.nodeid, result)
+            if result.nodeid == attempt.in_flight:
+                attempt.in_flight = self.running = None
+        elif kind == "done":
+            attempt.done = True
+
+    def running_for(self) -> float:
+        return time.monotonic() - self.since if self.running else 0.0
+
+
+def worker_command(impl: str, stages: list[str], extra_dirs: list[str], limits: Limits, threads: int,
+                   events_fd: int, python: str = sys.executable, collect_only: bool = False) -> list[str]:
+    command = [python, "-m", "nicelab.grader.worker", impl, "--events-fd", str(events_fd),
+               "--stages", ",".join(stages), "--threads", str(threads),
+               "--memory-mb", str(limits.memory_mb), "--file-mb", str(limits.file_mb)]
+    if collect_only:
+        command.append("--collect-only")
+    for extra in extra_dirs:
+        command += ["--extra-checks", extra]
+    return command
+
+
+@dataclass
+class Plan:
+    """How the batch runs its workers: in the sandbox (``bwrap`` set) or not."""
+
+    bwrap: str | None
+    workdir: Path
+    extra_dirs: tuple[str, ...] = ()
+    scratch_mb: int = 256
+    solutions: dict[str, Path] = field(default_factory=dict)
+    #: Stages whose verdicts are decided in the batch's process (:mod:`nicelab.grader.verdicts`),
+    #: the student's module answering from a sandboxed child: an experimental prototype.
+    remote_stages: tuple[str, ...] = ()
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.bwrap is not None
+
+    def __post_init__(self):
+        if self.sandboxed:  # made before the workers' threads start
+            for stage in STAGE_NAMES:
+                self.solutions[stage] = sandbox.filtered_solutions(self.workdir / f"solutions-{stage}", stage)
+
+    def solutions_for(self, stage: str) -> Path:
+        return self.solutions[stage]
+
+
+def _worker_process(impl: Path, stages: list[str], extra_dirs: list[str], limits: Limits, threads: int,
+                    plan: Plan | None, scratch: Path, events_w: int,
+                    info_w: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
+    """The worker's command line, its environment and the pipe ends it inherits: in bwrap for a
+    sandboxed ``plan`` (one stage, ``stages[0]``), else directly."""
+    if plan and plan.sandboxed:
+        view = sandbox.View(plan.solutions_for(stages[0]), impl, [Path(d) for d in extra_dirs],
+                            plan.scratch_mb)
+        inner = worker_command(str(sandbox.SUBMISSION), stages[:1], view.extra_inside(), limits, threads,
+                               events_w, sandbox.python_inside())
+        args_r, args_w = os.pipe()
+        command, options = sandbox.sandbox_command(inner, view, threads, info_w, plan.bwrap, args_r)
+        if len(options) > 60_000:  # a pipe's buffer: the write must not block
+            raise ValueError("the sandbox's options are too long for a pipe.")
+        os.write(args_w, options)
+        os.close(args_w)
+        return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, (events_w, info_w, args_r)
+    command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w)
+    env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
+    env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
+               MALLOC_ARENA_MAX="2", PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
+    return command, env, (events_w,)
+
+
+def _watch(proc: subprocess.Popen, attempt: Attempt, reader: _EventReader, limits: Limits,
+           deadline: float, stop: threading.Event) -> None:
+    """Poll the running worker every :data:`POLL_S` until it ends, or set ``attempt.reason``
+    (and ``note``) at the first limit it breaks."""
+    limit = limits.memory_mb * 2**20
+    while proc.poll() is None:
+        if stop.is_set():
+            raise Interrupted()
+        if time.monotonic() > deadline:
+            attempt.reason = "timeout"
+            return
+        if limits.check_timeout and reader.running_for() > limits.check_timeout:
+            attempt.reason, attempt.check_timed_out = "timeout", True
+            return
+        rss, count = tree_usage(proc.pid, proc.pid)
+        attempt.peak_rss = max(attempt.peak_rss, rss)
+        if rss > limit:
+            attempt.reason = "memory_limit"
+            return
+        if count > MAX_PROCESSES:
+            attempt.reason, attempt.note = "crashed", f"it started more than {MAX_PROCESSES} processes"
+            return
+        if reader.flooded:
+            attempt.reason = "crashed"
+            attempt.note = f"it wrote more than {MAX_EVENT_BYTES // 2**20} MB into the grader's event channel"
+            return
+        time.sleep(POLL_S)
+
+
+def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Limits, deadline: float,
+               workdir: Path, tag: str, threads: int, stop: threading.Event,
+               plan: Plan | None = None) -> Attempt:
+    """Run one worker process on ``impl`` for ``stages`` until it ends, the ``deadline``
+    (time.monotonic) passes, it exceeds the memory limit, or ``stop`` is set. With a sandboxed
+    ``plan``, the worker runs in bwrap and grades one stage (``stages[0]``)."""
+    scratch = workdir / f"scratch-{tag}"
+    scratch.mkdir()
+    attempt = Attempt()
+    sandboxed = bool(plan and plan.sandboxed)
+    events_r, events_w = os.pipe()
+    info_r, info_w = os.pipe() if sandboxed else (-1, -1)
+    command, env, fds = _worker_process(impl, stages, extra_dirs, limits, threads, plan, scratch,
+                                        events_w, info_w)
+    try:
+        proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                                pass_fds=fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    reader = _EventReader(events_r, attempt)
+    reader.start()
+    drain = _Drain(proc.stdout, limits.output_kb * 1024)
+    drain.start()
+    child = None
+    try:
+        if info_r >= 0:
+            child = sandbox.read_child_pid(info_r, timeout=max(1.0, min(30.0, deadline - time.monotonic())))
+        _watch(proc, attempt, reader, limits, deadline, stop)
+    finally:
+        if info_r >= 0:
+            with contextlib.suppress(OSError):
+                os.close(info_r)
+        if sandboxed:
+            sandbox.kill_namespace(child, proc.pid)
+        _kill_group(proc.pid)  # also any process the submission started
+        proc.wait()
+        drain.join(timeout=2.0)
+        reader.join(timeout=2.0)
+        with contextlib.suppress(OSError):
+            proc.stdout.close()
+    attempt.returncode = proc.returncode
+    if sandboxed and proc.returncode is not None and 128 < proc.returncode < 128 + 65:
+        attempt.returncode = 128 - proc.returncode  # bwrap exits with 128 + N when a signal N killed it
+    attempt.output, attempt.output_bytes = drain.text(), drain.total
+    if attempt.reason is None and not (attempt.done and attempt.in_flight is None):
+        attempt.reason = "crashed"
+    return attempt
+
+
+def describe_end(attempt: Attempt, limits: Limits) -> str:
+    """How a worker ended, in words, for the verdict of the check it was running."""
+    if attempt.note:
+        return f"stopped: {attempt.note}"
+    if attempt.check_timed_out:
+        return f"stopped at the time limit of one check, {limits.check_timeout:g} s,"
+    if attempt.reason == "timeout":
+        return f"stopped at the time limit of {limits.timeout:g} s"
+    if attempt.reason == "memory_limit":
+        return (f"stopped at the memory limit of {limits.memory_mb} MB "
+                f"(it used {attempt.peak_rss / 2**20:.0f} MB)")
+    code = attempt.returncode
+    if code is not None and code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the grading process died of {name}"
+    if attempt.done:
+        return "the checks stopped early (KeyboardInterrupt or a similar exception from your code)"
+    if not attempt.started:
+        last = [line for line in attempt.output.splitlines() if line.strip()][-1:]
+        return f"the grading process exited with code {code}" + (f" ({last[0][:300]})" if last else "")
+    return f"the grading process exited with code {code} before the checks were done (os._exit?)"
