@@ -9,6 +9,7 @@ deterministic result instead of training again. Entries are written atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,20 +29,37 @@ def cache_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / ".nicelab-cache")
 
 
+def _encode(part) -> bytes:
+    """One part of a key as bytes: bytes as they are, an array's raw data, a dataclass as its
+    fields, anything else as sorted JSON."""
+    if isinstance(part, bytes):
+        return part
+    if isinstance(part, np.ndarray):
+        return part.tobytes()
+    if dataclasses.is_dataclass(part) and not isinstance(part, type):
+        part = dataclasses.asdict(part)
+    return json.dumps(part, sort_keys=True, default=str).encode()
+
+
+def key(*parts, length: int = 20, with_tensorflow: bool = True) -> str:
+    """The one key function of nicelab's stores (this cache, ``runs/`` and the shipped
+    fixtures): a hash of ``parts`` (strings, bytes, arrays, configs), and of the TensorFlow
+    version unless ``with_tensorflow`` is false, ``length`` hex digits long."""
+    digest = hashlib.sha256()
+    if with_tensorflow:
+        import tensorflow as tf  # lazy: TensorFlow's start-up cost
+
+        parts = (tf.__version__, *parts)
+    for part in parts:
+        digest.update(_encode(part) + b"\0")
+    return digest.hexdigest()[:length]
+
+
 def source_digest(*folders: Path) -> str:
     """A hash of every ``.py`` file (name and bytes) directly inside ``folders``."""
-    digest = hashlib.sha256()
-    for folder in folders:
-        for path in sorted(Path(folder).glob("*.py")):
-            digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
-def key(*parts) -> str:
-    import tensorflow as tf  # lazy: TensorFlow's start-up cost
-
-    text = json.dumps([tf.__version__, *parts], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    files = [path for folder in folders for path in sorted(Path(folder).glob("*.py"))]
+    return key(*(part for path in files for part in (path.name, path.read_bytes())), length=64,
+               with_tensorflow=False)
 
 
 def cached_arrays(name: str, cache_key: str, compute: Callable[[], dict[str, np.ndarray]]

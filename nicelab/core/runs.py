@@ -6,7 +6,6 @@ a stale model."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -15,6 +14,7 @@ from types import ModuleType
 
 import numpy as np
 
+from nicelab.core import cache
 from nicelab.core import impl as impl_mod
 from nicelab.core.config import PRESETS, TrainConfig
 from nicelab.core.course import TRAINED_STAGES
@@ -49,12 +49,10 @@ def load_weights(model, path: Path) -> None:
 
 
 def run_key(data_name: str, config: TrainConfig, impl_path: Path) -> str:
-    digest = hashlib.sha256(data_name.encode())
-    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
-    for stage in TRAINED_STAGES:
-        source = impl_path / f"{stage}.py"
-        digest.update(source.read_bytes() if source.exists() else b"")
-    return digest.hexdigest()[:12]
+    """The config and the implementation's stage 1-3 sources (:func:`nicelab.core.cache.key`)."""
+    sources = [(impl_path / f"{stage}.py") for stage in TRAINED_STAGES]
+    return cache.key(data_name, config, *(s.read_bytes() if s.exists() else b"" for s in sources),
+                     length=12, with_tensorflow=False)
 
 
 def run_dir(data_name: str, config: TrainConfig, impl: str) -> Path:

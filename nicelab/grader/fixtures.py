@@ -12,14 +12,12 @@ files are written atomically, so parallel runs cannot read half a file.
 from __future__ import annotations
 
 import ast
-import dataclasses
 import functools
-import hashlib
 import importlib
-import json
 import os
 from pathlib import Path
 
+from nicelab.core import cache
 from nicelab.core import data as data_mod
 from nicelab.core.atomic import atomic_path
 from nicelab.core.cache import ENV_VAR, cache_dir  # noqa: F401 - ENV_VAR re-exported
@@ -43,15 +41,11 @@ CONFIGS: dict[str, TrainConfig] = {
 
 
 def cache_key(data_name: str, config: TrainConfig) -> str:
-    import tensorflow as tf  # lazy: TensorFlow's start-up cost
-
-    digest = hashlib.sha256(f"{data_name}|{tf.__version__}".encode())
-    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
-    for stage in TRAINED_STAGES:
-        digest.update((REFERENCE / f"{stage}.py").read_bytes())
-    for module in ("data.py", "training.py"):  # the splits and the training loop
-        digest.update((PROJECT_ROOT / "nicelab" / "core" / module).read_bytes())
-    return digest.hexdigest()[:16]
+    """The TensorFlow version, the config, the reference sources of stages 1-3, the splits and
+    the training loop (:func:`nicelab.core.cache.key`)."""
+    sources = [REFERENCE / f"{stage}.py" for stage in TRAINED_STAGES]
+    sources += [PROJECT_ROOT / "nicelab" / "core" / module for module in ("data.py", "training.py")]
+    return cache.key(data_name, config, *(path.read_bytes() for path in sources), length=16)
 
 
 #: Reference fixtures shipped with nicelab (``make fixtures`` writes them), so that a fresh clone
@@ -76,16 +70,12 @@ def shipped_key(data_name: str, config: TrainConfig) -> str:
     """Hash of what makes a shipped fixture valid: the reference code of stages 1-3, the
     config (with the driver's settings: the scale's start, its learning rate, weight decay) and
     the data set's arrays themselves (not the source that makes them)."""
-    digest = hashlib.sha256(data_name.encode())
-    digest.update(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
-    for stage in TRAINED_STAGES:
-        digest.update(reference_code(stage))
     dataset = data_mod.load(data_name)
-    for split in (dataset.train, dataset.valid, dataset.test):
-        digest.update(split.tobytes())
+    arrays = [dataset.train, dataset.valid, dataset.test]
     if dataset.train_levels is not None:  # the driver draws the training noise from these
-        digest.update(dataset.train_levels.tobytes())
-    return digest.hexdigest()[:16]
+        arrays.append(dataset.train_levels)
+    return cache.key(data_name, config, *(reference_code(stage) for stage in TRAINED_STAGES), *arrays,
+                     length=16, with_tensorflow=False)
 
 
 def shipped_path(data_name: str) -> Path:

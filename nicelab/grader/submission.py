@@ -3,7 +3,6 @@ stage, in worker processes (:mod:`nicelab.grader.process`); the result is its JS
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -14,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nicelab.core import cache
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.grader import integrity, remote, report, sandbox, verdicts
@@ -76,11 +76,9 @@ def _files(folder: Path) -> list[Path]:
 
 def fingerprint(folder: Path) -> str:
     """A hash of the submission's files (names and bytes): a changed submission is regraded."""
-    digest = hashlib.sha256()
-    for path in _files(folder):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        digest.update(hashlib.sha256(path.read_bytes()).digest())
-    return digest.hexdigest()[:20]
+    return cache.key(*(part for path in _files(folder)
+                       for part in (str(path.relative_to(folder)), path.read_bytes())),
+                     with_tensorflow=False)
 
 
 def copy_submission(folder: Path, into: Path) -> Path:
