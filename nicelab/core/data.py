@@ -14,6 +14,7 @@ import math
 from collections.abc import Callable
 
 import numpy as np
+from sklearn import datasets as sklearn_datasets
 
 from nicelab.core import mnist, toy
 from nicelab.core.dataset import DATA_SEED, Dataset, bits_per_dim, dequantize, split_indices
@@ -48,9 +49,8 @@ def load_parabola(n_train: int = 20000, n_valid: int = 5000, n_test: int = 50000
 
 def digit_levels() -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's digits as integer levels 0..16, shape ``(1797, 64)``, and their labels."""
-    from sklearn.datasets import load_digits  # lazy: scikit-learn's import cost; --help loads this module
 
-    bunch = load_digits()
+    bunch = sklearn_datasets.load_digits()
     return bunch.data.astype(np.int64), bunch.target.astype(np.int64)
 
 

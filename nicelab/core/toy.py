@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from sklearn.datasets import make_moons
 
 from nicelab.core.validate import check_choice, check_positive_int
 
@@ -38,7 +39,6 @@ GAUSSIAN_GRID_ENTROPY = math.log(len(GRID_CENTRES)) + math.log(2 * math.pi * mat
 
 def moons(n: int, seed: int | None = None) -> np.ndarray:
     """``n`` points of two interleaving half circles, shape ``(n, 2)``, float32."""
-    from sklearn.datasets import make_moons  # lazy: scikit-learn's import cost
 
     n = check_positive_int(n, "n")
     x, _ = make_moons(n, noise=0.08, random_state=np.random.RandomState(seed))

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 from nicelab.plots.common import save
 from nicelab.plots.training import image_grid
@@ -126,7 +127,6 @@ def outlier_levels(rows: list[dict], clean_mean: float, path: Path) -> Path:
 
 def roc_pr_curves(clean: np.ndarray, corrupted: dict, path: Path) -> Path:
     """ROC and precision-recall curves (score: -log-likelihood, outliers positive) per kind."""
-    from sklearn.metrics import precision_recall_curve, roc_curve  # lazy: scikit-learn's import cost
 
     fig, (roc_ax, pr_ax) = plt.subplots(1, 2, figsize=(9.5, 4))
     for kind, (level, values) in corrupted.items():

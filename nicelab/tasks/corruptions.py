@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
+from sklearn.datasets import load_sample_images
 
 from nicelab.core import mnist
 from nicelab.core.data import dequantize
@@ -33,7 +35,6 @@ def image_shape_of(dim: int) -> tuple[int, int]:
 
 def rotate(x: np.ndarray, degrees: float) -> np.ndarray:
     """Every image rotated by ``degrees`` (counter-clockwise), shape kept, values clipped to [0, 1]."""
-    from scipy import ndimage  # lazy: SciPy's import cost
 
     shape = image_shape_of(x.shape[1])
     images = x.reshape(-1, *shape)
@@ -61,7 +62,6 @@ def photo_patches(shape: tuple[int, int], n: int = 2000, seed: int = 0) -> np.nd
 
     A different image set from digits: natural-image texture instead of pen strokes.
     """
-    from sklearn.datasets import load_sample_images  # lazy: scikit-learn's import cost
 
     h, w = shape
     rng = np.random.default_rng(seed)
