@@ -36,6 +36,7 @@ from nicelab.core.atomic import write_atomic  # noqa: F401 - report.write_atomic
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
+from nicelab.core.table import table_lines
 from nicelab.grader.integrity import clean_text, csv_cell
 from nicelab.grader.runner import CheckResult
 
@@ -308,37 +309,36 @@ def format_table(row: dict, width: int | None = None) -> str:
     """The student's progress table of one submission, plain text with aligned columns; under
     each stage that does not pass, its first failing check's message and hint."""
     width = width or shutil.get_terminal_size((100, 24)).columns
-    lines = [f"{'stage':<16} {'checks':>7}  {'status':<20} {'points':>13}"]
-    for st in row["stages"]:
-        name = f"{st['number']} {st['stage']}"
-        checks = f"{st['passed']}/{st['total']}"
-        points = f"{st['points']:.1f} / {st['max_points']:g}"
-        lines.append(f"{name:<16} {checks:>7}  {st['status_text']:<20} {points:>13}")
+    align, widths = "<><>", (16, 7, 20, 13)
+    cells = [[f"{st['number']} {st['stage']}", f"{st['passed']}/{st['total']}", st["status_text"],
+              f"{st['points']:.1f} / {st['max_points']:g}"] for st in row["stages"]]
+    total = ["total", f"{row['checks_passed']}/{row['checks_total']}", "",
+             f"{row['points']:.1f} / {row['max_points']:g}"]
+    header = ["stage", "checks", "status", "points"]
+    table = table_lines([*cells, total], align, header, widths)
+    lines = table[:1]
+    for st, line in zip(row["stages"], table[1:-1], strict=True):
+        lines.append(line)
         if st["status"] not in ("passed", "no checks"):
             message, _ = split_message(st["message"])
             lines += _wrap(f"{st['check']}: {message}" if st["check"] else message, "    ", width)
             lines += _wrap(f"hint: {st['hint']}", "    ", width)
-    total = f"{row['checks_passed']}/{row['checks_total']}"
-    points = f"{row['points']:.1f} / {row['max_points']:g}"
-    lines.append(f"{'total':<16} {total:>7}  {'':<20} {points:>13}")
-    return "\n".join(lines)
+    return "\n".join([*lines, table[-1]])
 
 
 def format_class_table(document: dict) -> str:
     """One line per submission: its status, each stage's checks passed, the points, a note."""
     subs = document["submissions"]
     stages = [s for s in STAGE_NAMES if any(s == st["stage"] for sub in subs for st in sub["stages"])]
-    name_width = max([10, *(len(sub["name"]) for sub in subs)])
-    head = f"{'submission':<{name_width}}  {'status':<9}" + "".join(f" {s[:10]:>10}" for s in stages)
-    lines = [head + f" {'points':>13}  note"]
+    rows = []
     for sub in subs:
         by_stage = {st["stage"]: st for st in sub["stages"]}
-        cells = []
-        for stage in stages:
-            st = by_stage.get(stage)
-            cells.append(f" {'-' if st is None else str(st['passed']) + '/' + str(st['total']):>10}")
-        points = f"{sub['points']:.1f} / {sub['max_points']:g}"
+        counts = ["-" if stage not in by_stage else f"{by_stage[stage]['passed']}/{by_stage[stage]['total']}"
+                  for stage in stages]
         note = sub["message"][:120] + ("..." if len(sub["message"]) > 120 else "")
-        lines.append(f"{sub['name']:<{name_width}}  {sub['status']:<9}" + "".join(cells)
-                     + f" {points:>13}  {note}")
-    return "\n".join(lines)
+        rows.append([sub["name"], sub["status"], *counts, f"{sub['points']:.1f} / {sub['max_points']:g}",
+                     note])
+    header = ["submission", "status", *(s[:10] for s in stages), "points", "note"]
+    align = "<<" + ">" * len(stages) + "><"
+    widths = [10, 9, *([10] * len(stages)), 13, 0]
+    return "\n".join(table_lines(rows, align, header, widths))
