@@ -19,7 +19,7 @@ from nicelab.core import impl as impl_mod
 from nicelab.core.config import PRESETS, TrainConfig
 from nicelab.core.course import TRAINED_STAGES
 from nicelab.core.data import Dataset
-from nicelab.core.training import History, Trained, train
+from nicelab.core.training import History, Trained, build_model, train
 
 __all__ = ["PRESETS", "load_or_train", "restore", "run_dir", "save"]
 
@@ -75,10 +75,8 @@ def restore(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     if not (weights.exists() and record.exists()):
         return None
 
-    model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
-                                  config.hidden_layers)
+    model, prior = build_model(modules, data.dim, config)
     load_weights(model, weights)
-    prior = modules["likelihood"].make_prior(data.dim, config.prior)
     history = History(**json.loads(record.read_text())["history"])
     return Trained(model, prior, history, config)
 

@@ -221,6 +221,13 @@ def _finish(history: History, start: float, steps_per_epoch: int, mode: str) -> 
     history.compiled = mode != "eager"
 
 
+def build_model(modules: dict[str, ModuleType], dim: int, config: TrainConfig):
+    """``(model, prior)``: the implementation's NICE of ``config``'s sizes on ``dim`` dimensions
+    (fresh weights) and its prior of ``config.prior``'s kind."""
+    model = modules["model"].NICE(dim, config.num_couplings, config.hidden_units, config.hidden_layers)
+    return model, modules["likelihood"].make_prior(dim, config.prior)
+
+
 def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
           verbose: bool = True, out=None, first_mode: str | None = None) -> Trained:
     """Train the implementation in ``modules`` (keys ``model`` and ``likelihood``) on ``data``
@@ -239,9 +246,7 @@ def train(modules: dict[str, ModuleType], data: Dataset, config: TrainConfig,
     out = sys.stdout if out is None else out
     tf.keras.utils.set_random_seed(config.seed)
     lik = modules["likelihood"]
-    model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
-                                  config.hidden_layers)
-    prior = lik.make_prior(data.dim, config.prior)
+    model, prior = build_model(modules, data.dim, config)
     rng = np.random.default_rng(config.seed)
     draw_train = _train_sampler(data, rng)
     _start_scale(model, data, config, rng, draw_train)

@@ -21,7 +21,7 @@ How one submission is graded, and how the limits are enforced:
   :data:`MAX_EVENT_BYTES`); only the batch writes results.
 * Time: the batch (outside the sandbox, invisible from it) kills the sandbox's PID namespace
   when the submission's wall-time budget (``timeout``) or one check's (``check_timeout``) is
-  spent. Memory: the batch polls the resident memory (RSS, from ``/proc``) of every process
+  spent. Memory: the batch polls the resident memory (RSS, through psutil) of every process
   descending from the worker (in the sandbox, every process of the namespace, whatever session
   it started) every 0.1 s and kills them all above ``memory_mb`` or above
   :data:`MAX_PROCESSES` processes; the worker also caps its address space (RLIMIT_AS, 4x the

@@ -115,7 +115,7 @@ def trained_reference(data_name: str):
     The same objects are returned on every call in a process: do not train them further.
     """
     from nicelab.core.runs import load_weights  # lazy: TensorFlow's start-up cost
-    from nicelab.core.training import train  # lazy: TensorFlow's start-up cost
+    from nicelab.core.training import build_model, train  # lazy: TensorFlow's start-up cost
 
     if data_name not in CONFIGS:
         raise ValueError(f"no check fixture for {data_name!r}; choose one of: {', '.join(CONFIGS)}.")
@@ -126,9 +126,7 @@ def trained_reference(data_name: str):
     for candidate in (path, shipped_path(data_name)):
         if not candidate.exists():
             continue
-        model = modules["model"].NICE(data.dim, config.num_couplings, config.hidden_units,
-                                      config.hidden_layers)
-        prior = modules["likelihood"].make_prior(data.dim, config.prior)
+        model, prior = build_model(modules, data.dim, config)
         try:
             load_weights(model, candidate)
             return model, prior, data

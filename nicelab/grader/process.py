@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from nicelab.core.course import STAGE_NAMES
 from nicelab.grader import sandbox
 from nicelab.grader.runner import CheckResult
@@ -30,7 +32,6 @@ MAX_EVENT_BYTES = 32 * 2**20
 MAX_EVENT_LINE = 2**20
 #: The most processes one submission may run at once.
 MAX_PROCESSES = 256
-PAGE = os.sysconf("SC_PAGE_SIZE")
 ABNORMAL = ("timeout", "memory_limit", "crashed")
 
 
@@ -87,44 +88,41 @@ class _Drain(threading.Thread):
                 "the last 2 kB:]\n" + self.tail.decode(errors="replace"))
 
 
-def _process_table() -> dict[int, tuple[int, int, int]]:
-    """``{pid: (ppid, pgid, rss bytes)}`` of every process on the machine (from ``/proc``)."""
-    table = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
+def _group(proc: psutil.Process) -> int | None:
+    try:
+        return os.getpgid(proc.pid)
+    except OSError:
+        return None
+
+
+def _rss(procs) -> int:
+    total = 0
+    for proc in procs:
         try:
-            with open(f"/proc/{entry.name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[21]) * PAGE)
-        except (OSError, IndexError, ValueError):
-            continue
-    return table
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue  # it ended between the listing and the reading
+    return total
 
 
 def tree_usage(root: int, pgid: int | None = None) -> tuple[int, int]:
     """``(resident bytes, processes)`` of ``root`` and all its descendants (and of the process
-    group ``pgid``). In the sandbox every process of the submission descends from bwrap: its PID
-    namespace's first process adopts the orphans of ``setsid`` and double forks."""
-    table = _process_table()
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in table.items():
-        children.setdefault(ppid, []).append(pid)
-    seen, todo = set(), [root]
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        todo.extend(children.get(pid, ()))
+    group ``pgid``), from psutil. In the sandbox every process of the submission descends from
+    bwrap: its PID namespace's first process adopts the orphans of ``setsid`` and double forks."""
+    procs: dict[int, psutil.Process] = {}
+    try:
+        top = psutil.Process(root)
+        procs = {proc.pid: proc for proc in (top, *top.children(recursive=True))}
+    except psutil.Error:
+        pass  # it has ended
     if pgid is not None:
-        seen.update(pid for pid, (_, group, _) in table.items() if group == pgid)
-    return sum(table[pid][2] for pid in seen if pid in table), len(seen & table.keys())
+        procs.update((proc.pid, proc) for proc in psutil.process_iter() if _group(proc) == pgid)
+    return _rss(procs.values()), len(procs)
 
 
 def group_rss(pgid: int) -> int:
     """Resident memory, in bytes, of every process in the process group ``pgid``."""
-    return sum(rss for _, group, rss in _process_table().values() if group == pgid)
+    return _rss(proc for proc in psutil.process_iter() if _group(proc) == pgid)
 
 
 def _kill_group(pgid: int) -> None:
