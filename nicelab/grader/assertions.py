@@ -14,10 +14,12 @@ import pytest
 import tensorflow as tf
 
 from nicelab.core.stubs import STUB_MESSAGE
+from nicelab.grader.recipes import common
+from nicelab.grader.remote import beside
 
 __all__ = [
     "attempt", "autodiff_log_det", "changed_columns", "describe", "error_line", "expect", "expect_answer",
-    "fail", "max_error", "numpy", "random_batch", "randomize", "trainable", "weight_matrices",
+    "fail", "gradient_report", "max_error", "numpy", "random_batch", "randomize", "trainable", "weight_matrices",
 ]
 
 
@@ -53,10 +55,9 @@ def random_batch(n: int, dim: int, seed: int = 0, scale: float = 2.0) -> np.ndar
 
 def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
     """Give every variable reproducible N(0, scale^2) values, so that no layer is the identity
-    (a zero-initialised output layer would hide most mistakes)."""
-    rng = np.random.default_rng(seed)
-    for variable in variables:
-        variable.assign(scale * rng.standard_normal(variable.shape).astype(np.float32))
+    (a zero-initialised output layer would hide most mistakes). Variables of a remotely graded
+    module are set where they live."""
+    beside(common.randomize, list(variables), seed, scale)
 
 
 def trainable(layer) -> list[tf.Variable]:
@@ -64,24 +65,17 @@ def trainable(layer) -> list[tf.Variable]:
 
 
 def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
-    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian.
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian; NaN
+    where no gradient flows from the output back to ``x``. ``fn``: a function, or a method of a
+    remotely graded object (then the Jacobian is taken where it lives)."""
+    return np.asarray(beside(common.autodiff_log_det, fn, np.asarray(x, dtype=np.float32)))
 
-    Row j of every example's Jacobian is the gradient of output column j summed over the batch
-    (examples are independent), which is several times faster than ``batch_jacobian`` eagerly.
-    Returns NaN where no gradient flows from the output back to ``x``.
-    """
-    x = tf.constant(x, dtype=tf.float32)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(x)
-        y = fn(x)
-        columns = [y[:, j] for j in range(int(x.shape[1]))]
-    rows = [tape.gradient(column, x) for column in columns]
-    del tape
-    if all(row is None for row in rows):
-        return np.full(len(x), np.nan)
-    jacobian = np.stack([np.zeros(x.shape) if r is None else numpy(r) for r in rows], axis=1)
-    _, log_abs_det = np.linalg.slogdet(jacobian)
-    return log_abs_det
+
+def gradient_report(fn, variables, x, extra=None) -> list[dict]:
+    """``[{"name", "has", "nonzero"}]`` per variable: whether ``sum(fn(x)^2)`` (plus ``extra()``,
+    a scalar, when given) has a gradient for it, and whether that gradient is non-zero anywhere.
+    ``fn`` and ``extra``: functions, or methods of a remotely graded object."""
+    return beside(common.gradients_of_sum_of_squares, fn, list(variables), np.asarray(x, np.float32), extra)
 
 
 def changed_columns(before, after, atol: float = 0.0) -> np.ndarray:

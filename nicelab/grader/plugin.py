@@ -16,6 +16,8 @@ stage that cannot be loaded, for ``nicelab grade``.
 from __future__ import annotations
 
 import re
+import shutil
+import tempfile
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,13 +27,14 @@ import pytest
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
+from nicelab.grader import remote, sandbox
 
 tf = import_tensorflow()
 
 from nicelab.core import impl as impl_mod  # noqa: E402
 
 __all__ = [
-    "FAILED", "LOADS", "StageLoad", "_seed", "coupling", "graded", "impl_name", "inpainting", "likelihood",
+    "CLIENTS", "FAILED", "LOADS", "REMOTE", "StageLoad", "_seed", "coupling", "graded", "impl_name", "inpainting", "likelihood",
     "load_stage", "model", "outliers", "pytest_addoption", "pytest_configure",
     "pytest_report_header", "pytest_runtest_makereport", "pytest_sessionstart",
 ]
@@ -62,6 +65,20 @@ def pytest_addoption(parser):
         help="what to grade: 'lessons' (default), 'solutions', a directory holding the lesson "
              f"modules, or a package name (also: the {impl_mod.ENV_VAR} environment variable)",
     )
+    parser.addoption(
+        "--remote", default=None, choices=["process", "sandbox"],
+        help="run the graded modules in another process that only answers the checks' requests "
+             "('sandbox': in bubblewrap, with only the earlier stages' reference); the checks "
+             "decide here. What nicelab grade does.",
+    )
+
+
+#: Settings of remote grading that are not options (set by the grading worker): the sandbox's
+#: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary.
+REMOTE: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None}
+#: stage -> the client of the process running that stage's graded module (remote grading).
+CLIENTS: dict[str, remote.Client] = {}
+_FOLDERS: list[str] = []
 
 
 def pytest_configure(config):
@@ -80,6 +97,17 @@ FAILED: set[str] = set()
 def pytest_sessionstart(session):
     LOADS.clear()
     FAILED.clear()
+    CLIENTS.clear()
+
+
+def pytest_sessionfinish(session):
+    """End the processes that ran the graded modules (remote grading)."""
+    for client in CLIENTS.values():
+        client.close()
+    CLIENTS.clear()
+    remote.activate(None)
+    while _FOLDERS:
+        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
 
 
 def _function_key(item) -> str:
@@ -119,7 +147,9 @@ def pytest_runtest_makereport(item, call):
     failed says to fix that one first."""
     report = yield
     excinfo = call.excinfo
-    if is_stub(excinfo):
+    if excinfo is not None and excinfo.errisinstance((remote.GradingProcessEnded, remote.GradingProcessTimeout)):
+        report.longrepr = str(excinfo.value)
+    elif is_stub(excinfo):
         report.longrepr = f"Not implemented yet - {excinfo.value}"
     elif excinfo is not None and excinfo.errisinstance(NotImplementedError):
         first = str(excinfo.value).strip().splitlines()[0][:200]
@@ -239,10 +269,41 @@ def load_stage(graded: str, stage: str):
               "the program; remove that call.")
 
 
+def load_remote(graded: str, stage: str, mode: str):
+    """A stand-in of the graded module of ``stage``, loaded in a child process (in the sandbox
+    for ``mode`` ``sandbox``, with only the reference of the stages before it), or a failed
+    check that says why it cannot be loaded (the child's own diagnostics)."""
+    try:
+        path = impl_mod.resolve(graded)
+    except impl_mod.ImplementationError as err:
+        _fail(stage, StageLoad("missing"), str(err))
+    view = None
+    if mode == "sandbox":
+        folder = tempfile.mkdtemp(prefix="nicelab-view-")
+        _FOLDERS.append(folder)
+        solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
+        view = sandbox.View(solutions, path, [], int(REMOTE["scratch_mb"]))
+    client = remote.Client(path, stage, view, threads=int(REMOTE["threads"]), bwrap=REMOTE["bwrap"])
+    CLIENTS[stage] = client
+    remote.activate(client)
+    status = client.load()
+    if status["kind"] != "ok":
+        _fail(stage, StageLoad(status["kind"], status["blocked_by"], list(status["own_earlier"] or [])),
+              str(status["message"]))
+    LOADS[stage] = StageLoad(own_earlier=list(status["own_earlier"] or []))
+    client.seed(0)
+    return status["module"]
+
+
+def remote_mode(config) -> str | None:
+    return config.getoption("--remote", default=None)
+
+
 def _stage_fixture(stage: str):
     @pytest.fixture(scope="session", name=stage)
-    def fixture(graded):
-        return load_stage(graded, stage)
+    def fixture(graded, request):
+        mode = remote_mode(request.config)
+        return load_remote(graded, stage, mode) if mode else load_stage(graded, stage)
 
     fixture.__doc__ = f"The graded ``{stage}`` module (earlier stages from the reference)."
     return fixture
@@ -256,7 +317,20 @@ outliers = _stage_fixture("outliers")
 assert {"coupling", "model", "likelihood", "inpainting", "outliers"} == set(STAGE_NAMES)
 
 
+def _stage_of(item) -> str | None:
+    for marker in item.iter_markers():
+        if marker.name in STAGE_NAMES:
+            return marker.name
+    used = [s for s in STAGE_NAMES if s in getattr(item, "fixturenames", ())]
+    return used[-1] if used else None
+
+
 @pytest.fixture(autouse=True)
-def _seed():
-    """Every check starts from the same random state: the same verdict on every run."""
+def _seed(request):
+    """Every check starts from the same random state: the same verdict on every run (in the
+    process running the graded code as well, when it runs in another one)."""
     tf.keras.utils.set_random_seed(0)
+    client = CLIENTS.get(_stage_of(request.node))
+    remote.activate(client)
+    if client is not None and client.ended is None:
+        client.seed(0)

@@ -1,245 +1,346 @@
-"""Student code in a child process that answers requests; the grader decides in the parent.
+"""The grader's side of remote grading: the student's code answers from another process.
 
-A prototype of issue 10, section 1 (PrairieLearn's design): the student's stage module is
-loaded in a child process (in the bubblewrap sandbox when asked) that only *answers*: the
-parent sends a request (make an object, call a method, read an attribute, run a named probe)
-with NumPy arrays in, and gets NumPy arrays (or handles of objects that stay in the child)
-back. The parent draws the inputs with a per-run secret seed and decides every verdict
-itself (:mod:`nicelab.grader.verdicts`); whatever the child patches changes only its own
-answers.
+Issue 10, section 1 (PrairieLearn's design): in a graded run (``nicelab grade``, Gradescope,
+GitHub Classroom) each stage's module is loaded in a child process (:mod:`nicelab.grader.child`,
+in the bubblewrap sandbox when the batch has one) that only *answers* requests; the checks run
+here, in the process that decides verdicts and reports them, where no student code ever runs.
+Whatever the child patches (pytest, the checks, NumPy, its own answers) changes only what it
+answers, never how an answer is judged.
 
-The wire format is deliberately dumb, so that decoding a hostile child's answer can do
-nothing but produce data: a frame is a 4-byte big-endian length, then a JSON header, then the
-raw bytes of the arrays it announces. Arrays have a dtype from :data:`DTYPES` and at most
-:data:`MAX_FRAME` bytes in all; no pickle, ever.
+The checks do not change for it: the stage fixture hands them a :class:`Remote` stand-in of the
+module, and every attribute read, call or array conversion on a stand-in is a request to the
+child. What comes back is data (arrays, numbers, strings, lists, dicts, through
+:mod:`nicelab.grader.wire`; never pickle) or another stand-in, for an object that stays in the
+child (a layer, a model, a variable, a bound method). An exception in the student's code comes
+back as its type name and message and is raised here as an exception of the same name (of the
+builtin class when it is one, so ``pytest.raises(ValueError)`` works).
 
-Named probes run in the child because they need autodiff or Keras internals (the parent has
-no copy of the student's objects): ``log_det`` (autodiff log|det J| per example of a method),
-``variables`` (the shapes and ids of an object's trainable variables), ``randomize`` (random
-values for them, from the parent's seed), ``gradients`` (which
-variables get a non-zero gradient of the sum of a method's output). A child can lie in a probe
-too, but only about itself, and the parent cross-checks what it can (finite differences of the
-child's own forward answers against its claimed log-determinant).
+What needs TensorFlow next to the student's objects (autodiff, a training run, building a
+reference model for them to use) runs in the child as a *recipe*, a function of
+:mod:`nicelab.grader.recipes` called with :func:`beside`; :func:`twin` builds an object on both
+sides (the check's own copy here, the student's code gets the child's), so that reference
+values are computed here, from the check's own copy.
 """
 
 from __future__ import annotations
 
-import argparse
+import builtins
 import contextlib
-import json
 import os
+import re
 import select
-import struct
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from nicelab.core import impl as impl_mod
-from nicelab.core.quiet import import_tensorflow
-from nicelab.grader import sandbox
+from nicelab.grader import sandbox, wire
 
-#: The array types that may cross the pipe.
-DTYPES = ("float32", "float64", "int32", "int64", "bool")
-#: The largest frame either side accepts (header and arrays together).
-MAX_FRAME = 64 * 2**20
-MAX_HEADER = 2**20
+#: How long one request may take by default (a batch enforces its own limits from outside).
+TIMEOUT_S = 900.0
 
-
-class ProtocolError(Exception):
-    """The other side sent something that is not a valid frame (or nothing at all)."""
+#: Exceptions of the student's code raised here as the builtin class of that name.
+BUILTIN_ERRORS = ("NotImplementedError", "ValueError", "TypeError", "IndexError", "KeyError",
+                  "AttributeError", "ZeroDivisionError", "RuntimeError", "ArithmeticError",
+                  "OverflowError", "FloatingPointError", "AssertionError", "RecursionError",
+                  "MemoryError", "LookupError", "ImportError", "ModuleNotFoundError", "NameError",
+                  "UnboundLocalError", "OSError", "StopIteration")
 
 
 class RemoteError(Exception):
-    """The student's code raised in the child: ``kind`` (the exception's class name) and its
-    message, as the child reported them (text only)."""
+    """An exception of the student's code in the child (its class is named like the original)."""
 
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind, self.message = kind, message
+    kind = "Exception"
 
 
-# ----------------------------------------------------------------------------- wire format
+class GradingProcessEnded(BaseException):  # noqa: N818 - reported as a crash, not an error
+    """The process running the student's code ended (it exited, crashed or was killed) or sent
+    something that is not an answer; the checks that need it cannot run. ``kind``: ``crashed``
+    for the check during which it happened, ``not_run`` for the checks after it."""
 
-def _read_exact(fd: int, size: int) -> bytes:
-    chunks, left = [], size
-    while left:
-        chunk = os.read(fd, min(left, 2**20))
-        if not chunk:
-            raise ProtocolError("the other side closed the pipe")
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
+    kind = "crashed"
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+class GradingProcessTimeout(GradingProcessEnded):
+    """The student's code did not answer within the client's time limit."""
+
+    kind = "timeout"
 
 
-def encode(value, arrays: list[np.ndarray]):
-    """A JSON-able description of ``value``; its arrays are appended to ``arrays``."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return {"t": "v", "v": value}
-    if isinstance(value, Handle):
-        return {"t": "h", "id": value.id}
-    if isinstance(value, list | tuple):
-        return {"t": "l", "items": [encode(v, arrays) for v in value]}
-    array = np.asarray(value)
-    if array.dtype.name not in DTYPES:
-        raise ProtocolError(f"cannot send an array of {array.dtype}")
-    arrays.append(np.ascontiguousarray(array))
-    return {"t": "a", "dtype": array.dtype.name, "shape": list(array.shape)}
+_CLASSES: dict[str, type] = {}
 
 
-def send(fd: int, header: dict, arrays: list[np.ndarray] = ()) -> None:
-    body = json.dumps(header).encode()
-    payload = b"".join(a.tobytes() for a in arrays)
-    if len(body) > MAX_HEADER or len(body) + len(payload) > MAX_FRAME:
-        raise ProtocolError("frame too large")
-    _write_all(fd, struct.pack(">II", len(body), len(payload)) + body + payload)
+def remote_exception(kind: str, message: str, code=None) -> BaseException:
+    """The exception to raise here for the child's ``kind: message``."""
+    kind = kind if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,79}", kind or "") else "Exception"
+    if kind == "SystemExit":
+        return SystemExit(code if isinstance(code, int | str) or code is None else str(code))
+    if kind not in _CLASSES:
+        base = getattr(builtins, kind) if kind in BUILTIN_ERRORS else None
+        bases = (base, RemoteError) if base is not None else (RemoteError,)
+        _CLASSES[kind] = type(kind, bases, {"kind": kind, "__module__": "remote"})
+    error = _CLASSES[kind](message)
+    error.remote_message = message
+    return error
 
 
-def receive(fd: int) -> tuple[dict, bytes]:
-    head, size = struct.unpack(">II", _read_exact(fd, 8))
-    if head > MAX_HEADER or head + size > MAX_FRAME:
-        raise ProtocolError(f"a frame of {head + size} bytes is over the limit")
-    header = json.loads(_read_exact(fd, head))
-    if not isinstance(header, dict):
-        raise ProtocolError("a frame's header must be a JSON object")
-    return header, _read_exact(fd, size)
+class Remote:
+    """A stand-in for an object that lives in the child: attribute reads, calls and array
+    conversion are requests to it. ``kind`` is ``callable``, ``variable`` or ``object``."""
 
+    __slots__ = ("_client", "_id", "_kind", "_type", "_shape", "_dtype")
 
-def decode(description, payload: bytes, offset: list[int], make_handle=None):
-    """The value described by ``description`` (arrays read from ``payload`` at ``offset``)."""
-    if not isinstance(description, dict):
-        raise ProtocolError("bad value")
-    kind = description.get("t")
-    if kind == "v":
-        value = description.get("v")
-        if value is not None and not isinstance(value, bool | int | float | str):
-            raise ProtocolError("bad scalar")
-        return value
-    if kind == "h":
-        if make_handle is None or not isinstance(description.get("id"), int):
-            raise ProtocolError("bad handle")
-        return make_handle(description["id"])
-    if kind == "l":
-        items = description.get("items")
-        if not isinstance(items, list):
-            raise ProtocolError("bad list")
-        return [decode(item, payload, offset, make_handle) for item in items]
-    if kind == "a":
-        dtype, shape = description.get("dtype"), description.get("shape")
-        if dtype not in DTYPES or not isinstance(shape, list) or not all(
-                isinstance(n, int) and 0 <= n < 2**31 for n in shape):
-            raise ProtocolError("bad array")
-        count = int(np.prod(shape, dtype=np.int64))
-        size = count * np.dtype(dtype).itemsize
-        if offset[0] + size > len(payload):
-            raise ProtocolError("an array runs past its frame")
-        array = np.frombuffer(payload, dtype=dtype, count=count, offset=offset[0]).reshape(shape).copy()
-        offset[0] += size
-        return array
-    raise ProtocolError("unknown value kind")
-
-
-class Handle:
-    """An object that lives in the child (a layer, a model): only its id crosses the pipe."""
-
-    def __init__(self, client: Client | None, id_: int):
-        self.client, self.id = client, id_
+    def __init__(self, client: Client, description: dict):
+        for slot in self.__slots__:
+            object.__setattr__(self, slot, None)
+        object.__setattr__(self, "_client", client)
+        object.__setattr__(self, "_id", description["id"])
+        object.__setattr__(self, "_kind", str(description.get("kind", "object"))[:20])
+        object.__setattr__(self, "_type", str(description.get("type", "object"))[:200])
+        shape = description.get("shape")
+        if isinstance(shape, list) and all(isinstance(n, int | None) for n in shape):
+            object.__setattr__(self, "_shape", tuple(shape))
+        object.__setattr__(self, "_dtype", str(description.get("dtype"))[:20] if description.get("dtype") else None)
 
     def __getattr__(self, name: str):
-        if name.startswith("_"):
+        if name.startswith("__"):
             raise AttributeError(name)
-        return _Method(self.client, self, name)
+        return self._client.request("getattr", target=self, name=name)
 
-    def get(self, name: str):
-        """The attribute ``name`` (arrays come back as arrays, other objects as handles)."""
-        return self.client.request("getattr", target=self, name=name)
-
-
-class _Method:
-    def __init__(self, client, target, name):
-        self.client, self.target, self.name = client, target, name
+    def __setattr__(self, name: str, value) -> None:
+        self._client.request("setattr", target=self, name=name, value=value)
 
     def __call__(self, *args, **kwargs):
-        return self.client.request("call", target=self.target, name=self.name, args=list(args),
-                                   kwargs=kwargs)
+        return self._client.request("call", target=self, args=list(args), kwargs=kwargs)
+
+    def __array__(self, dtype=None, copy=None):
+        array = np.asarray(self._client.request("array", target=self))
+        return array.astype(dtype) if dtype is not None else array
+
+    @property
+    def shape(self):
+        return self._shape if self._shape is not None else self._client.request("getattr", target=self, name="shape")
+
+    @property
+    def dtype(self):
+        return self._dtype if self._dtype is not None else self._client.request("getattr", target=self, name="dtype")
+
+    def __repr__(self) -> str:
+        return f"<{self._type} in the process that runs the graded code>"
 
 
-# ----------------------------------------------------------------------------- the parent's side
+class Twin:
+    """An object built on both sides by the same recipe: the check's own copy here (every
+    attribute read goes to it), the child's copy wherever it is sent to the student's code."""
+
+    __slots__ = ("_local", "_remote")
+
+    def __init__(self, local, remote: Remote):
+        object.__setattr__(self, "_local", local)
+        object.__setattr__(self, "_remote", remote)
+
+    def __getattr__(self, name: str):
+        return getattr(self._local, name)
+
+    def __repr__(self) -> str:
+        return f"<twin of {self._local!r}>"
+
+
+def local_of(value):
+    """The check's own copy of a :class:`Twin` (anything else as it is)."""
+    return value._local if isinstance(value, Twin) else value
+
+
+def remote_of(value):
+    """The child's copy of a :class:`Twin`, whose state the student's code may have changed."""
+    return value._remote if isinstance(value, Twin) else value
+
+
+#: The client of the stage whose check is running (set by the plugin before each check).
+_current: list[Client | None] = [None]
+
+
+def activate(client: Client | None) -> None:
+    _current[0] = client
+
+
+def current() -> Client | None:
+    return _current[0]
+
+
+def _client_of(values) -> Client | None:
+    for value in values:
+        if isinstance(value, Remote | Twin):
+            return remote_of(value)._client
+        if isinstance(value, list | tuple):
+            found = _client_of(value)
+            if found is not None:
+                return found
+    return None
+
+
+def is_remote(value) -> bool:
+    """True for a stand-in of an object in the child (or a twin)."""
+    return isinstance(value, Remote | Twin)
+
+
+def _run(client: Client, fn, args, kwargs):
+    return client.request("recipe", name=f"{fn.__module__}:{fn.__qualname__}", args=list(args), kwargs=kwargs)
+
+
+def beside(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` where the objects live: in the child when an argument is a
+    stand-in of one of its objects, else here. ``fn`` must be a recipe
+    (:func:`nicelab.grader.recipes.recipe`)."""
+    client = _client_of([*args, *kwargs.values()])
+    return fn(*args, **kwargs) if client is None else _run(client, fn, args, kwargs)
+
+
+def build(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in the child of the stage being checked when it is graded
+    remotely (a stand-in comes back), else here: an object made for the student's code only."""
+    client = _client_of([*args, *kwargs.values()]) or current()
+    return fn(*args, **kwargs) if client is None else _run(client, fn, args, kwargs)
+
+
+def twin(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` built here and, when a stage is graded remotely, in the child too
+    (a :class:`Twin`: the check reads its own copy, the student's code gets the child's);
+    ``fn`` must be a deterministic recipe. A tuple or list of objects gives one twin each."""
+    local = fn(*args, **kwargs)
+    client = current()
+    if client is None:
+        return local
+    made = _run(client, fn, args, kwargs)
+    if isinstance(local, tuple | list) and isinstance(made, list) and len(made) == len(local):
+        return type(local)(Twin(a, b) if isinstance(b, Remote) else a for a, b in zip(local, made, strict=True))
+    return Twin(local, made) if isinstance(made, Remote) else local
+
+
+def _describe(value, arrays: list[np.ndarray]):
+    """How this side sends what is not plain data: stand-ins as handles, tensors as arrays."""
+    if isinstance(value, Remote):
+        return {"t": "h", "id": value._id}
+    if isinstance(value, Twin):
+        return {"t": "h", "id": value._remote._id}
+    if hasattr(value, "numpy") and hasattr(value, "dtype") and hasattr(value, "shape"):
+        return wire.array_description(np.asarray(value.numpy()), arrays, tensor=True)
+    return None
+
 
 class Client:
-    """The parent's end: starts the child on ``impl``'s ``stage`` (in the sandbox when
-    ``sandbox_view`` is given) and sends it requests. ``module`` proxies the stage module."""
+    """The grader's end of one child process that runs ``impl``'s ``stage`` (in the sandbox
+    described by ``sandbox_view`` when given). ``load()`` loads the module there."""
 
-    def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = 120.0):
-        self.timeout = timeout
+    def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = TIMEOUT_S,
+                 threads: int = 0, bwrap: str | None = None):
+        self.timeout, self.stage, self.ended = timeout, stage, None
+        self._handles: dict[int, Remote] = {}
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
         inner_impl = str(sandbox.SUBMISSION) if sandbox_view else str(impl)
         python = sandbox.python_inside() if sandbox_view else sys.executable
-        inner = [python, "-m", "nicelab.grader.remote", inner_impl, stage,
-                 "--fd-in", str(to_child_r), "--fd-out", str(from_child_w)]
+        inner = [python, "-m", "nicelab.grader.child", inner_impl, stage, "--fd-in", str(to_child_r),
+                 "--fd-out", str(from_child_w), "--threads", str(threads)]
         fds = [to_child_r, from_child_w]
-        env = None
+        self._info = None
         if sandbox_view is not None:
             args_r, args_w = os.pipe()
             info_r, info_w = os.pipe()
-            command, options = sandbox.sandbox_command(inner, sandbox_view, 1, info_w,
-                                                       sandbox.check_available(), args_r)
+            command, options = sandbox.sandbox_command(inner, sandbox_view, max(1, threads), info_w,
+                                                       bwrap or sandbox.check_available(), args_r)
             os.write(args_w, options)
             os.close(args_w)
             fds += [args_r, info_w]
             self._info = info_r
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
         else:
-            command, self._info = inner, None
-        self.proc = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, env=env)
+            command = inner
+            env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
+            env.update(PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2")
+        self.proc = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, env=env,
+                                     start_new_session=True)
         for fd in fds:
             os.close(fd)
         self._child = None
         if self._info is not None:
-            self._child = sandbox.read_child_pid(self._info, timeout=30.0)
+            self._child = sandbox.read_child_pid(self._info, timeout=60.0)
             os.close(self._info)
-        self.module = Handle(self, 0)
+
+    # ------------------------------------------------------------------ requests
+
+    def _handle(self, description: dict) -> Remote:
+        found = self._handles.get(description["id"])
+        if found is None:
+            found = self._handles[description["id"]] = Remote(self, description)
+        return found
 
     def request(self, op: str, **fields):
+        """Send one request; return the decoded answer or raise the student's exception."""
+        if self.ended is not None:
+            error = GradingProcessEnded(f"not run: {self.ended} during an earlier check.")
+            error.kind = "not_run"
+            raise error
         arrays: list[np.ndarray] = []
-        header = {"op": op}
-        for key, value in fields.items():
-            if key == "kwargs":
-                header[key] = {k: encode(v, arrays) for k, v in value.items()}
-            else:
-                header[key] = encode(value, arrays)
-        send(self._to_child, header, arrays)
-        ready, _, _ = select.select([self._from_child], [], [], self.timeout)
-        if not ready:
-            self.close()
-            raise TimeoutError(f"the student's code did not answer within {self.timeout:g} s")
-        answer, payload = receive(self._from_child)
-        if "error" in answer:
-            kind, message = answer.get("error"), answer.get("message")
-            raise RemoteError(str(kind)[:100], str(message)[:2000])
-        return decode(answer.get("value"), payload, [0], lambda i: Handle(self, i))
 
-    def probe(self, name: str, *args):
-        return self.request("probe", name=name, args=list(args))
+        def describe(value):
+            return _describe(value, arrays)
+
+        header = {"op": op}
+        try:
+            for key, value in fields.items():
+                if key == "kwargs":
+                    header[key] = {k: wire.encode(v, arrays, describe) for k, v in value.items()}
+                else:
+                    header[key] = wire.encode(value, arrays, describe)
+        except TypeError as err:
+            raise TypeError(f"{err} (a check passes the graded code only arrays, numbers, strings, "
+                            "lists, dicts and objects of that process: build others with twin/beside)") from None
+        try:
+            wire.send(self._to_child, header, arrays)
+            ready, _, _ = select.select([self._from_child], [], [], self.timeout)
+            if not ready:
+                self._end(f"your code did not answer within {self.timeout:g} s")
+                raise GradingProcessTimeout(f"Your code did not answer within {self.timeout:g} s "
+                                            "during this check (an endless loop?); it was stopped.")
+            answer, payload = wire.receive(self._from_child)
+            decoder = wire.Decoder(payload, self._handle)
+            if "error" in answer:
+                raise remote_exception(str(answer.get("error"))[:100], str(answer.get("message"))[:4000],
+                                       answer.get("code"))
+            return decoder.value(answer.get("value"))
+        except (wire.ProtocolError, OSError):
+            code = self.proc.poll()
+            self._end("the process running your code ended")
+            how = f" (exit status {code})" if code is not None else ""
+            raise GradingProcessEnded(
+                f"Your code ended the process that runs it during this check{how}: an os._exit, a "
+                "crash or a signal; the checks after it cannot run. Likely mistake: a call that ends "
+                "the program in a lesson module.") from None
+
+    def load(self) -> dict:
+        """Load the stage's module in the child: ``{"kind", "blocked_by", "own_earlier",
+        "message", "module"}`` (kind ``ok`` and the module's stand-in, or why it cannot load)."""
+        return self.request("load")
+
+    def seed(self, value: int) -> None:
+        self.request("seed", value=int(value))
+
+    # ------------------------------------------------------------------ ending
+
+    def _end(self, why: str) -> None:
+        self.ended = why
+        self.kill()
 
     def kill(self) -> None:
-        """Kill the child and every process it started (safe from another thread: the pipes
-        stay open, so a pending request ends with a :class:`ProtocolError`)."""
+        """Kill the child and every process it started (safe from another thread)."""
         sandbox.kill_namespace(self._child, self.proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, 9)
 
     def close(self) -> None:
+        self.ended = self.ended or "closed"
         self.kill()
         self.proc.wait()
         for fd in (self._to_child, self._from_child):
@@ -251,111 +352,3 @@ class Client:
 
     def __exit__(self, *exc):
         self.close()
-
-
-# ----------------------------------------------------------------------------- the child's side
-
-def _probe(name: str, objects: dict, args: list):
-    import tensorflow as tf  # lazy: TensorFlow's start-up cost
-
-    target = objects[args[0].id] if isinstance(args[0], Handle) else None
-    if name == "variables":
-        return [[list(map(int, v.shape)), id(v) % 2**31] for v in target.trainable_variables]
-    if name == "randomize":  # random weights (a fresh network's output layer may start at zero)
-        from nicelab.grader.assertions import randomize  # lazy: TensorFlow's start-up cost
-
-        randomize(target.trainable_variables, int(args[1]))
-        return None
-    method, x = getattr(target, args[1]), tf.constant(args[2], dtype=tf.float32)
-    if name == "log_det":
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = method(x)
-        jacobian = tape.batch_jacobian(y, x)
-        return np.linalg.slogdet(np.asarray(jacobian, dtype=np.float64))[1]
-    if name == "gradients":
-        with tf.GradientTape() as tape:
-            total = tf.reduce_sum(method(x))
-        grads = tape.gradient(total, target.trainable_variables)
-        return [g is not None and bool(np.any(np.asarray(g) != 0)) for g in grads]
-    raise ValueError(f"no probe {name!r}")
-
-
-class _Fields:
-    """A request's fields, decoded in order from its frame (the child's side: handles only)."""
-
-    def __init__(self, header: dict, payload: bytes):
-        self.header, self.payload, self.offset = header, payload, [0]
-
-    def decode(self, description):
-        return decode(description, self.payload, self.offset, lambda i: Handle(None, i))
-
-    def value(self, key: str, default=None):
-        return self.decode(self.header[key]) if key in self.header else default
-
-
-def serve(impl: str, stage: str, fd_in: int, fd_out: int) -> None:
-    """Answer the parent's requests until it closes the pipe (the child's main loop)."""
-    import_tensorflow()
-
-    objects: dict[int, object] = {}
-    counter = [1]
-
-    def keep(value):
-        if isinstance(value, np.ndarray | np.generic | bool | int | float | str) or value is None:
-            return value
-        if hasattr(value, "numpy") and hasattr(value, "dtype") and hasattr(value, "shape"):
-            return np.asarray(value.numpy())
-        if isinstance(value, list | tuple):
-            return [keep(v) for v in value]
-        objects[counter[0]] = value
-        counter[0] += 1
-        return Handle(None, counter[0] - 1)
-
-    try:
-        objects[0] = impl_mod.load_stage(impl, stage)
-        failure = None
-    except BaseException as err:  # noqa: BLE001 - reported to the parent, which decides
-        failure = err
-    while True:
-        try:
-            header, payload = receive(fd_in)
-        except ProtocolError:
-            os._exit(0)
-        try:
-            if failure is not None:
-                raise failure
-            fields = _Fields(header, payload)
-            op = header.get("op")
-            target = fields.value("target")
-            obj = objects[target.id] if isinstance(target, Handle) else None
-            if op == "call":
-                args = [objects[a.id] if isinstance(a, Handle) else a for a in fields.value("args", [])]
-                kwargs = {k: fields.decode(v) for k, v in header.get("kwargs", {}).items()}
-                result = keep(getattr(obj, fields.value("name"))(*args, **kwargs))
-            elif op == "getattr":
-                result = keep(getattr(obj, fields.value("name")))
-            elif op == "probe":
-                result = keep(_probe(fields.value("name"), objects, fields.value("args", [])))
-            else:
-                raise ValueError(f"unknown request {op!r}")
-            arrays: list[np.ndarray] = []
-            send(fd_out, {"value": encode(result, arrays)}, arrays)
-        except BaseException as err:  # noqa: BLE001 - the student's exception is an answer
-            send(fd_out, {"error": type(err).__name__, "message": str(err)[:2000]})
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m nicelab.grader.remote")
-    parser.add_argument("impl")
-    parser.add_argument("stage")
-    parser.add_argument("--fd-in", type=int, required=True)
-    parser.add_argument("--fd-out", type=int, required=True)
-    args = parser.parse_args(argv)
-    sys.dont_write_bytecode = True
-    serve(args.impl, args.stage, args.fd_in, args.fd_out)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

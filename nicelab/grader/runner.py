@@ -21,6 +21,7 @@ import pytest
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.core.stubs import is_stub
+from nicelab.grader.remote import GradingProcessEnded
 
 CHECKS_DIR = PROJECT_ROOT / "checks"
 
@@ -175,7 +176,9 @@ class _Collector:
         report = yield
         kind = None
         if call.excinfo is not None:
-            if call.excinfo.errisinstance(SystemExit):
+            if call.excinfo.errisinstance(GradingProcessEnded):
+                kind = call.excinfo.value.kind
+            elif call.excinfo.errisinstance(SystemExit):
                 code = call.excinfo.value.code
                 kind = "exit"
                 report.longrepr = (f"Your code called sys.exit({code!r}) during the check: a lesson "
@@ -255,7 +258,7 @@ def _pytest(args: list[str], collector: _Collector, quiet: bool) -> None:
 def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword: str | None = None,
                extra_dirs: tuple[Path, ...] = (), quiet: bool = True, capture: str = "fd",
                on_event: Callable[[str, object], None] | None = None,
-               collect_only: bool = False) -> list[CheckResult]:
+               collect_only: bool = False, remote: str | None = None) -> list[CheckResult]:
     """Run the checks of ``stages`` (default: all) on ``impl``; return one result per check.
 
     ``extra_dirs``: folders of hidden checks, run after the public ones with the same fixtures.
@@ -263,7 +266,9 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
     own stdout, which a batch worker caps). ``on_event("collected", [[nodeid, stage, hidden],
     ...])``, ``on_event("start", nodeid)`` and ``on_event("result", CheckResult)`` report
     progress as checks are collected, start and finish. ``collect_only``: collect (and report
-    ``collected``) without running any check or fixture.
+    ``collected``) without running any check or fixture. ``remote``: ``process`` or
+    ``sandbox`` runs the graded modules in child processes that answer the checks' requests
+    (:mod:`nicelab.grader.remote`); the checks and their verdicts stay in this process.
     """
     from nicelab.grader import plugin as checks_plugin  # lazy: TensorFlow's start-up cost
 
@@ -276,6 +281,8 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
               "--continue-on-collection-errors", "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if keyword:
         common += ["-k", keyword]
+    if remote:
+        common.append(f"--remote={remote}")
     if collect_only:
         common.append("--collect-only")
     results: list[CheckResult] = []

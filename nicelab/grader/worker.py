@@ -40,7 +40,7 @@ def _watch_parent(parent: int) -> None:
             os._exit(70)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask Linux to SIGKILL this process when the thread that started it ends (prctl
     PR_SET_PDEATHSIG): no Python code, hence no lock, is needed for that to happen."""
     try:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
     parent = args.parent or os.getppid()
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != parent:  # the batch died before prctl took effect
         os._exit(70)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()

@@ -1,0 +1,55 @@
+"""Recipes every stage uses: autodiff Jacobians, gradients, random weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from nicelab.grader.recipes import recipe
+
+
+@recipe
+def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian.
+
+    Row j of every example's Jacobian is the gradient of output column j summed over the batch
+    (examples are independent), which is several times faster than ``batch_jacobian`` eagerly.
+    Returns NaN where no gradient flows from the output back to ``x``.
+    """
+    x = tf.constant(x, dtype=tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = fn(x)
+        columns = [y[:, j] for j in range(int(x.shape[1]))]
+    rows = [tape.gradient(column, x) for column in columns]
+    del tape
+    if all(row is None for row in rows):
+        return np.full(len(x), np.nan)
+    jacobian = np.stack([np.zeros(x.shape) if r is None else np.asarray(r, dtype=np.float64) for r in rows],
+                        axis=1)
+    _, log_abs_det = np.linalg.slogdet(jacobian)
+    return log_abs_det
+
+
+@recipe
+def gradients_of_sum_of_squares(fn, variables, x: np.ndarray, extra=None) -> list[dict]:
+    """For every variable: its name, whether ``sum(fn(x)^2) (+ extra())`` has a gradient for it,
+    and whether that gradient is anywhere non-zero."""
+    x = tf.constant(x, dtype=tf.float32)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(fn(x)))
+        if extra is not None:
+            loss = loss + extra()
+    grads = tape.gradient(loss, list(variables))
+    return [{"name": str(v.name), "has": g is not None,
+             "nonzero": g is not None and bool(np.any(np.asarray(g) != 0))}
+            for v, g in zip(variables, grads, strict=True)]
+
+
+@recipe
+def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
+    """Give every variable reproducible N(0, scale^2) values, so that no layer is the identity
+    (a zero-initialised output layer would hide most mistakes)."""
+    rng = np.random.default_rng(seed)
+    for variable in variables:
+        variable.assign(scale * rng.standard_normal(tuple(variable.shape)).astype(np.float32))
