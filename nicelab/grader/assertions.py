@@ -15,11 +15,12 @@ import tensorflow as tf
 
 from nicelab.core.stubs import STUB_MESSAGE
 from nicelab.grader.recipes import common
-from nicelab.grader.remote import beside
+from nicelab.grader.remote import Remote, beside
 
 __all__ = [
     "attempt", "autodiff_log_det", "changed_columns", "describe", "error_line", "expect", "expect_answer",
-    "fail", "gradient_report", "max_error", "numpy", "random_batch", "randomize", "trainable", "weight_matrices",
+    "fail", "gradient_report", "max_error", "numpy", "random_batch", "randomize", "trainable", "type_name",
+    "weight_matrices",
 ]
 
 
@@ -58,6 +59,13 @@ def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
     (a zero-initialised output layer would hide most mistakes). Variables of a remotely graded
     module are set where they live."""
     beside(common.randomize, list(variables), seed, scale)
+
+
+def type_name(value) -> str:
+    """The class name of ``value`` (of the object itself when it lives in the graded process)."""
+    if isinstance(value, Remote):
+        return value._type.rsplit(".", 1)[-1]
+    return type(value).__name__
 
 
 def trainable(layer) -> list[tf.Variable]:

@@ -12,25 +12,32 @@ How one submission is graded, and how the limits are enforced:
   student code): only their results count, and one that never reports counts as failed.
 * The submission's files are copied (regular files only, no ``__pycache__``) into a fresh
   temporary folder: grading never writes into the submission.
-* Each stage is graded by its own worker process (``python -m nicelab.grader.worker``), run in
-  a bubblewrap sandbox (:mod:`nicelab.grader.sandbox`): the project, the venv and the caches
-  read-only, of ``solutions/`` only the stages before the graded one, the copy read-only, a
-  capped private ``/tmp``, its own user, PID, network, IPC and UTS namespaces. ``--no-sandbox``
-  runs the worker directly, in its own process group (and says so in the results).
+* Verdicts are decided where student code never runs: a worker process
+  (``python -m nicelab.grader.worker``, outside the sandbox) runs the checks, the hidden ones
+  included; each stage's module of the submission is loaded in a child process
+  (:mod:`nicelab.grader.child`) that only answers the checks' requests over a pipe, arrays in
+  and arrays out (:mod:`nicelab.grader.remote`). Whatever the submission patches there changes
+  only its own answers. The child runs in a bubblewrap sandbox (:mod:`nicelab.grader.sandbox`):
+  the project (without the checks), the venv and the caches read-only, of ``solutions/`` only
+  the stages before the graded one, the copy read-only, a capped private ``/tmp``, its own user,
+  PID, network, IPC and UTS namespaces. ``--no-sandbox`` runs the child directly (and says so
+  in the results).
 * The worker reports every check as it starts and ends over a pipe (capped at
   :data:`MAX_EVENT_BYTES`); only the batch writes results.
-* Time: the batch (outside the sandbox, invisible from it) kills the sandbox's PID namespace
-  when the submission's wall-time budget (``timeout``) or one check's (``check_timeout``) is
-  spent. Memory: the batch polls the resident memory (RSS, through psutil) of every process
-  descending from the worker (in the sandbox, every process of the namespace, whatever session
-  it started) every 0.1 s and kills them all above ``memory_mb`` or above
-  :data:`MAX_PROCESSES` processes; the worker also caps its address space (RLIMIT_AS, 4x the
-  limit). Output: stdout and stderr go to a pipe the batch drains, keeping the first
-  ``output_kb`` kilobytes and the last 2 kB. Files: RLIMIT_FSIZE, no core dumps, and in the
-  sandbox nothing is writable but its capped tmpfs.
-* When a worker is killed or dies (os._exit, a native crash, a signal), the check that was
-  running gets the verdict (timed out, out of memory, crashed), the rest of that stage is not
-  run, and the next stage gets a fresh process while the time budget lasts.
+* Time: the batch kills the worker and every process descending from it (the sandboxes
+  included, invisible from inside them) when the submission's wall-time budget (``timeout``)
+  or one check's (``check_timeout``) is spent. Memory: the batch polls the resident memory
+  (RSS, through psutil) of every process descending from the worker (in the sandbox, every
+  process of the namespace, whatever session it started) every 0.1 s and kills them all above
+  ``memory_mb`` or above :data:`MAX_PROCESSES` processes; the worker also caps its address
+  space (RLIMIT_AS, 4x the limit), which its children inherit. Output: stdout and stderr go to
+  a pipe the batch drains, keeping the first ``output_kb`` kilobytes and the last 2 kB. Files:
+  RLIMIT_FSIZE, no core dumps, and in the sandbox nothing is writable but its capped tmpfs.
+* When the child ends during a check (os._exit, a native crash, a signal), that check gets the
+  verdict (crashed), the rest of its stage is not run, and the next stage gets a fresh child.
+  When the batch stops a worker at a limit, the check that was running gets the verdict (timed
+  out, out of memory), the rest of that stage is not run, and a fresh worker grades the stages
+  left while the time budget lasts.
 * Every row is signed with the instructor's key (:mod:`nicelab.grader.integrity`); a resumed
   batch grades again a row whose signature does not match. Messages lose their control
   characters; CSV cells their formula prefixes.
@@ -52,7 +59,6 @@ from nicelab.grader import shard as sharding
 from nicelab.grader.process import Interrupted, Limits, Plan
 from nicelab.grader.submission import (
     NO_SANDBOX_WARNING,
-    REMOTE_CHECKS,
     collect_checks,
     find_submissions,
     fingerprint,
@@ -76,13 +82,8 @@ def load_results(path: Path) -> dict | None:
     return document
 
 
-def _check_arguments(extra_dirs: tuple[str, ...], use_sandbox: bool,
-                     remote_stages: tuple[str, ...]) -> tuple[str, ...]:
-    """The hidden checks' folders, resolved; a clear error for options that cannot work."""
-    unknown = [s for s in remote_stages if s not in REMOTE_CHECKS]
-    if unknown or (remote_stages and not use_sandbox):
-        raise ValueError(f"verdicts outside the student's process exist for {', '.join(REMOTE_CHECKS)} "
-                         "only, and need the sandbox.")
+def _check_arguments(extra_dirs: tuple[str, ...]) -> tuple[str, ...]:
+    """The hidden checks' folders, resolved (an error for one that does not exist)."""
     extra_dirs = tuple(str(Path(d).resolve()) for d in extra_dirs)
     for extra in extra_dirs:
         if not Path(extra).is_dir():
@@ -90,11 +91,10 @@ def _check_arguments(extra_dirs: tuple[str, ...], use_sandbox: bool,
     return extra_dirs
 
 
-def _options(root, stages, extra_dirs, jobs: int, use_sandbox: bool, remote_stages, limits: Limits) -> dict:
+def _options(root, stages, extra_dirs, jobs: int, use_sandbox: bool, limits: Limits) -> dict:
     """The batch's options, as the results file records them."""
     return {"submissions_dir": str(Path(root).resolve()), "stages": list(stages),
             "extra_checks": list(extra_dirs), "jobs": jobs, "sandbox": use_sandbox,
-            "remote_stages": list(remote_stages),
             "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
                        "output_kb": limits.output_kb, "file_mb": limits.file_mb,
                        "scratch_mb": limits.scratch_mb}}
@@ -132,27 +132,17 @@ def _authentic_rows(previous: dict | None, key: bytes, json_path: Path,
 
 def _to_grade(subs: list[tuple[str, Path]], rows: dict[str, dict], options: dict) -> list[tuple[str, Path]]:
     """The submissions not already graded, unchanged, with the same stages, hidden checks,
-    sandbox setting and remote stages."""
+    and sandbox setting."""
     todo = []
     for name, folder in subs:
         row = rows.get(name)
         if (row and row.get("fingerprint") == fingerprint(folder)
                 and row.get("stages_requested") == options["stages"]
                 and row.get("extra_checks") == options["extra_checks"]
-                and row.get("sandboxed", False) == options["sandbox"]
-                and row.get("remote_stages", []) == options["remote_stages"]):
+                and row.get("sandboxed", False) == options["sandbox"]):
             continue
         todo.append((name, folder))
     return todo
-
-
-def _expected(stages, extra_dirs, limits: Limits, workdir: Path, remote_stages) -> dict:
-    """The checks every submission is expected to report (the remote stages' own verdicts)."""
-    expected = collect_checks(stages, extra_dirs, limits, workdir)
-    for stage in remote_stages:  # decided by the batch: its own list of verdicts
-        expected = {n: info for n, info in expected.items() if info[0] != stage}
-        expected.update({n: (stage, False) for n in REMOTE_CHECKS[stage]})
-    return expected
 
 
 def _log_start(todo: int, skipped: int, root, jobs: int, use_sandbox: bool, json_path: Path,
@@ -214,7 +204,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                 limits: Limits | None = None, points: report.Points | None = None,
                 jobs: int | None = None, regrade: bool = False,
                 log: Callable[[str], None] = print, shard: tuple[int, int] | None = None,
-                use_sandbox: bool = True, remote_stages: tuple[str, ...] = ()) -> dict:
+                use_sandbox: bool = True) -> dict:
     """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
     results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
     results file, unchanged, graded with the same stages, hidden checks and sandbox setting, and
@@ -223,18 +213,16 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.shard`).
     ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.sandbox`); a
     batch refuses to start without it (:class:`~nicelab.grader.sandbox.SandboxUnavailable`)
-    unless this is False, and then warns in the results. ``remote_stages`` (experimental, stage
-    1 only, needs the sandbox): stages decided in this process from a sandboxed child's answers
-    (:mod:`nicelab.grader.verdicts`) instead of by the checks running beside the student's code;
-    their hidden checks do not run."""
-    extra_dirs = _check_arguments(extra_dirs, use_sandbox, remote_stages)
+    unless this is False, and then warns in the results. Either way the checks decide in the
+    batch's worker processes and the submission's code only answers from child processes."""
+    extra_dirs = _check_arguments(extra_dirs)
     limits = limits or Limits()
     points = points or report.load_points()
     jobs = max(1, jobs or os.cpu_count() or 1)
     bwrap = sandbox.check_available() if use_sandbox else None
     subs = find_submissions(root)
     key = integrity.grading_key()
-    options = _options(root, stages, extra_dirs, jobs, use_sandbox, remote_stages, limits)
+    options = _options(root, stages, extra_dirs, jobs, use_sandbox, limits)
     if shard:
         options["shard"] = sharding.options(subs, *shard)
         subs = sharding.share(subs, *shard)
@@ -248,15 +236,13 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     stop = threading.Event()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
-        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb, remote_stages=tuple(remote_stages))
-        expected = _expected(stages, extra_dirs, limits, Path(tmp), remote_stages) if todo else None
+        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb)
+        expected = collect_checks(stages, extra_dirs, limits, Path(tmp)) if todo else None
 
         def one(name: str, folder: Path) -> None:
             try:
                 row = grade_submission(name, folder, stages, list(extra_dirs), limits, points, threads, stop,
                                        plan, expected)
-                if remote_stages:
-                    row["remote_stages"] = list(remote_stages)
             except Interrupted:
                 return
             except Exception as err:  # noqa: BLE001 - a grader bug must not stop the class

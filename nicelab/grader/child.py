@@ -168,7 +168,8 @@ def serve(impl: str, stage: str, fd_in: int, fd_out: int) -> None:
         except BaseException as err:  # noqa: BLE001 - the student's exception is an answer
             reply = {"error": type(err).__name__, "message": _message(err)}
             if isinstance(err, SystemExit):
-                reply["code"] = err.code if isinstance(err.code, int | str) or err.code is None else str(err.code)
+                code = err.code
+                reply["code"] = code if isinstance(code, int | str) or code is None else str(code)
             wire.send(fd_out, reply)
 
 

@@ -22,8 +22,6 @@ from pathlib import Path
 
 import psutil
 
-from nicelab.core.course import STAGE_NAMES
-from nicelab.grader import sandbox
 from nicelab.grader.runner import CheckResult
 
 POLL_S = 0.1
@@ -202,12 +200,18 @@ class _EventReader(threading.Thread):
 
 
 def worker_command(impl: str, stages: list[str], extra_dirs: list[str], limits: Limits, threads: int,
-                   events_fd: int, python: str = sys.executable, collect_only: bool = False) -> list[str]:
+                   events_fd: int, python: str = sys.executable, collect_only: bool = False,
+                   plan: Plan | None = None) -> list[str]:
     command = [python, "-m", "nicelab.grader.worker", impl, "--events-fd", str(events_fd),
                "--stages", ",".join(stages), "--threads", str(threads),
                "--memory-mb", str(limits.memory_mb), "--file-mb", str(limits.file_mb)]
     if collect_only:
         command.append("--collect-only")
+    elif plan is not None:  # the graded modules answer from child processes (in bwrap when sandboxed)
+        command += ["--remote", "sandbox" if plan.sandboxed else "process",
+                    "--scratch-mb", str(plan.scratch_mb)]
+        if plan.bwrap:
+            command += ["--bwrap", plan.bwrap]
     for extra in extra_dirs:
         command += ["--extra-checks", extra]
     return command
@@ -215,52 +219,41 @@ def worker_command(impl: str, stages: list[str], extra_dirs: list[str], limits: 
 
 @dataclass
 class Plan:
-    """How the batch runs its workers: in the sandbox (``bwrap`` set) or not."""
+    """How the batch runs its workers: each stage's graded module in a child process that
+    answers the checks' requests, in the bubblewrap sandbox when ``bwrap`` is set."""
 
     bwrap: str | None
     workdir: Path
     extra_dirs: tuple[str, ...] = ()
     scratch_mb: int = 256
-    solutions: dict[str, Path] = field(default_factory=dict)
-    #: Stages whose verdicts are decided in the batch's process (:mod:`nicelab.grader.verdicts`),
-    #: the student's module answering from a sandboxed child: an experimental prototype.
-    remote_stages: tuple[str, ...] = ()
 
     @property
     def sandboxed(self) -> bool:
         return self.bwrap is not None
 
-    def __post_init__(self):
-        if self.sandboxed:  # made before the workers' threads start
-            for stage in STAGE_NAMES:
-                self.solutions[stage] = sandbox.filtered_solutions(self.workdir / f"solutions-{stage}", stage)
-
-    def solutions_for(self, stage: str) -> Path:
-        return self.solutions[stage]
-
 
 def _worker_process(impl: Path, stages: list[str], extra_dirs: list[str], limits: Limits, threads: int,
-                    plan: Plan | None, scratch: Path, events_w: int,
-                    info_w: int) -> tuple[list[str], dict[str, str], tuple[int, ...]]:
-    """The worker's command line, its environment and the pipe ends it inherits: in bwrap for a
-    sandboxed ``plan`` (one stage, ``stages[0]``), else directly."""
-    if plan and plan.sandboxed:
-        view = sandbox.View(plan.solutions_for(stages[0]), impl, [Path(d) for d in extra_dirs],
-                            plan.scratch_mb)
-        inner = worker_command(str(sandbox.SUBMISSION), stages[:1], view.extra_inside(), limits, threads,
-                               events_w, sandbox.python_inside())
-        args_r, args_w = os.pipe()
-        command, options = sandbox.sandbox_command(inner, view, threads, info_w, plan.bwrap, args_r)
-        if len(options) > 60_000:  # a pipe's buffer: the write must not block
-            raise ValueError("the sandbox's options are too long for a pipe.")
-        os.write(args_w, options)
-        os.close(args_w)
-        return command, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}, (events_w, info_w, args_r)
-    command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w)
+                    plan: Plan | None, events_w: int) -> tuple[list[str], dict[str, str]]:
+    """The worker's command line and environment. The worker runs the checks (and the hidden
+    ones) outside the sandbox: only the child processes it starts run the submission's code."""
+    command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w, plan=plan)
     env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
                MALLOC_ARENA_MAX="2", PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
-    return command, env, (events_w,)
+    return command, env
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL ``pid`` and every process descending from it (and its process group): the
+    worker, the children running the submission's code, and whatever they started."""
+    try:
+        procs = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        procs = []
+    _kill_group(pid)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
 
 
 def _watch(proc: subprocess.Popen, attempt: Attempt, reader: _EventReader, limits: Limits,
@@ -296,47 +289,33 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
                workdir: Path, tag: str, threads: int, stop: threading.Event,
                plan: Plan | None = None) -> Attempt:
     """Run one worker process on ``impl`` for ``stages`` until it ends, the ``deadline``
-    (time.monotonic) passes, it exceeds the memory limit, or ``stop`` is set. With a sandboxed
-    ``plan``, the worker runs in bwrap and grades one stage (``stages[0]``)."""
+    (time.monotonic) passes, its process tree exceeds the memory limit, or ``stop`` is set.
+    With a ``plan``, the graded modules answer from child processes (sandboxed when it says so)."""
     scratch = workdir / f"scratch-{tag}"
     scratch.mkdir()
     attempt = Attempt()
-    sandboxed = bool(plan and plan.sandboxed)
     events_r, events_w = os.pipe()
-    info_r, info_w = os.pipe() if sandboxed else (-1, -1)
-    command, env, fds = _worker_process(impl, stages, extra_dirs, limits, threads, plan, scratch,
-                                        events_w, info_w)
+    command, env = _worker_process(impl, stages, extra_dirs, limits, threads, plan, events_w)
     try:
         proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                pass_fds=fds)
+                                pass_fds=(events_w,))
     finally:
-        for fd in fds:
-            os.close(fd)
+        os.close(events_w)
     reader = _EventReader(events_r, attempt)
     reader.start()
     drain = _Drain(proc.stdout, limits.output_kb * 1024)
     drain.start()
-    child = None
     try:
-        if info_r >= 0:
-            child = sandbox.read_child_pid(info_r, timeout=max(1.0, min(30.0, deadline - time.monotonic())))
         _watch(proc, attempt, reader, limits, deadline, stop)
     finally:
-        if info_r >= 0:
-            with contextlib.suppress(OSError):
-                os.close(info_r)
-        if sandboxed:
-            sandbox.kill_namespace(child, proc.pid)
-        _kill_group(proc.pid)  # also any process the submission started
+        kill_tree(proc.pid)  # the children running the submission's code too
         proc.wait()
         drain.join(timeout=2.0)
         reader.join(timeout=2.0)
         with contextlib.suppress(OSError):
             proc.stdout.close()
     attempt.returncode = proc.returncode
-    if sandboxed and proc.returncode is not None and 128 < proc.returncode < 128 + 65:
-        attempt.returncode = 128 - proc.returncode  # bwrap exits with 128 + N when a signal N killed it
     attempt.output, attempt.output_bytes = drain.text(), drain.total
     if attempt.reason is None and not (attempt.done and attempt.in_flight is None):
         attempt.reason = "crashed"

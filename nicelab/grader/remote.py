@@ -29,6 +29,7 @@ import contextlib
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -101,7 +102,8 @@ class Remote:
         shape = description.get("shape")
         if isinstance(shape, list) and all(isinstance(n, int | None) for n in shape):
             object.__setattr__(self, "_shape", tuple(shape))
-        object.__setattr__(self, "_dtype", str(description.get("dtype"))[:20] if description.get("dtype") else None)
+        dtype = description.get("dtype")
+        object.__setattr__(self, "_dtype", str(dtype)[:20] if dtype else None)
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
@@ -120,11 +122,11 @@ class Remote:
 
     @property
     def shape(self):
-        return self._shape if self._shape is not None else self._client.request("getattr", target=self, name="shape")
+        return self._shape if self._shape is not None else self.__getattr__("shape")
 
     @property
     def dtype(self):
-        return self._dtype if self._dtype is not None else self._client.request("getattr", target=self, name="dtype")
+        return self._dtype if self._dtype is not None else self.__getattr__("dtype")
 
     def __repr__(self) -> str:
         return f"<{self._type} in the process that runs the graded code>"
@@ -214,7 +216,8 @@ def twin(fn, *args, **kwargs):
         return local
     made = _run(client, fn, args, kwargs)
     if isinstance(local, tuple | list) and isinstance(made, list) and len(made) == len(local):
-        return type(local)(Twin(a, b) if isinstance(b, Remote) else a for a, b in zip(local, made, strict=True))
+        pairs = zip(local, made, strict=True)
+        return type(local)(Twin(a, b) if isinstance(b, Remote) else a for a, b in pairs)
     return Twin(local, made) if isinstance(made, Remote) else local
 
 
@@ -295,8 +298,8 @@ class Client:
                 else:
                     header[key] = wire.encode(value, arrays, describe)
         except TypeError as err:
-            raise TypeError(f"{err} (a check passes the graded code only arrays, numbers, strings, "
-                            "lists, dicts and objects of that process: build others with twin/beside)") from None
+            raise TypeError(f"{err} (a check passes the graded code only arrays, numbers, strings, lists, "
+                            "dicts and objects of that process: build others with twin/build)") from None
         try:
             wire.send(self._to_child, header, arrays)
             ready, _, _ = select.select([self._from_child], [], [], self.timeout)
@@ -311,13 +314,25 @@ class Client:
                                        answer.get("code"))
             return decoder.value(answer.get("value"))
         except (wire.ProtocolError, OSError):
-            code = self.proc.poll()
-            self._end("the process running your code ended")
-            how = f" (exit status {code})" if code is not None else ""
-            raise GradingProcessEnded(
-                f"Your code ended the process that runs it during this check{how}: an os._exit, a "
-                "crash or a signal; the checks after it cannot run. Likely mistake: a call that ends "
-                "the program in a lesson module.") from None
+            how = self._how_it_ended()
+            self._end(how)
+            raise GradingProcessEnded(f"{how} during this check.") from None
+
+    def _how_it_ended(self) -> str:
+        """The child's end in words (bwrap exits with 128 + N when a signal N killed it)."""
+        try:
+            code = self.proc.wait(timeout=5.0)
+        except subprocess.TimeoutExpired:
+            return "the grading process stopped answering (it broke the protocol)"
+        if self._child is not None and 128 < code < 128 + 65:
+            code = 128 - code
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return f"the grading process died of {name}"
+        return f"the grading process exited with code {code} before the checks were done (os._exit?)"
 
     def load(self) -> dict:
         """Load the stage's module in the child: ``{"kind", "blocked_by", "own_earlier",

@@ -1,11 +1,12 @@
-"""Run one submission's grading process inside a bubblewrap (``bwrap``) sandbox.
+"""Run the process that runs a submission's code inside a bubblewrap (``bwrap``) sandbox.
 
-``sandbox_command(inner, view)`` turns the worker's command line into a ``bwrap`` command line.
-Inside the sandbox the grading process sees a small file system of its own:
+``sandbox_command(inner, view)`` turns the command line of that process (the child of
+:mod:`nicelab.grader.child`, which answers the checks' requests; the checks themselves run
+outside) into a ``bwrap`` command line. Inside, it sees a small file system of its own:
 
 * the system (``/usr``, ``/etc``, ...), the Python installation and the virtual environment,
   read-only, at their usual paths;
-* ``/grader/project``: the project's ``nicelab/`` and ``checks/`` and ``pyproject.toml``, and a
+* ``/grader/project``: the project's ``nicelab/`` and ``pyproject.toml`` (no checks), and a
   ``solutions/`` holding ONLY the reference modules of the stages before the graded one
   (:func:`filtered_solutions`), all read-only;
 * ``/grader/submission``: a copy of the submission, read-only;
@@ -14,8 +15,8 @@ Inside the sandbox the grading process sees a small file system of its own:
 * ``/tmp``: a private tmpfs capped at ``scratch_mb`` (the working directory and ``$HOME``), and
   ``/dev/shm`` one capped at :data:`SHM_MB`; the rest of the file system is read-only.
 
-Nothing else of the machine is there: no other submission, no results file, no hidden checks
-folder (each one is mounted under a neutral name), no grading key. The process runs as an
+Nothing else of the machine is there: no other submission, no results file, no checks (public
+or hidden: they run in the grader's process), no grading key. The process runs as an
 unprivileged user in new user, PID, network, IPC and UTS namespaces, with every capability
 dropped and in a new session (no terminal). The batch and the other submissions are invisible
 to it, so it can neither signal nor stop them; the parent keeps the watchdog (time, memory),
@@ -53,7 +54,7 @@ SHM_MB = 64
 #: The unprivileged user the submission runs as (inside its own user namespace).
 UID = 1000
 #: What of the project the grading process needs (besides the filtered solutions/).
-PROJECT_PARTS = ("nicelab", "checks", "pyproject.toml")
+PROJECT_PARTS = ("nicelab", "pyproject.toml")
 #: System folders bound read-only when they exist.
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 

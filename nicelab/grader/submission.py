@@ -16,17 +16,13 @@ from pathlib import Path
 from nicelab.core import cache
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import integrity, remote, report, sandbox, verdicts
+from nicelab.grader import integrity, report, sandbox
 from nicelab.grader.process import (
-    MAX_PROCESSES,
-    POLL_S,
     Attempt,
-    Interrupted,
     Limits,
     Plan,
     describe_end,
     run_worker,
-    tree_usage,
     worker_command,
 )
 from nicelab.grader.runner import CheckResult
@@ -94,52 +90,6 @@ def copy_submission(folder: Path, into: Path) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     return into
-
-
-def run_remote(impl: Path, stage: str, limits: Limits, deadline: float, plan: Plan,
-               stop: threading.Event) -> Attempt:
-    """Decide ``stage`` in this process (:func:`nicelab.grader.verdicts.stage1_verdicts`), the
-    student's module answering from a sandboxed child that a watchdog thread kills at the
-    time or memory limit."""
-    attempt = Attempt()
-    view = sandbox.View(plan.solutions_for(stage), impl, [], plan.scratch_mb)
-    limit = limits.memory_mb * 2**20
-    with remote.Client(impl, stage, view, timeout=max(1.0, deadline - time.monotonic())) as client:
-        done = threading.Event()
-
-        def watch() -> None:
-            while not done.wait(POLL_S):
-                rss, count = tree_usage(client.proc.pid, client.proc.pid)
-                attempt.peak_rss = max(attempt.peak_rss, rss)
-                reason = ("timeout" if time.monotonic() > deadline or stop.is_set() else
-                          "memory_limit" if rss > limit else "crashed" if count > MAX_PROCESSES else None)
-                if reason:
-                    attempt.reason = reason
-                    client.kill()
-                    return
-
-        watchdog = threading.Thread(target=watch, daemon=True)
-        watchdog.start()
-        try:
-            for result in verdicts.stage1_verdicts(client.module):
-                attempt.results[result.nodeid] = result
-        finally:
-            done.set()
-            watchdog.join()
-    if stop.is_set():
-        raise Interrupted()
-    if attempt.reason:  # the verdicts cut short by the watchdog say why
-        what = describe_end(attempt, limits)
-        for result in attempt.results.values():
-            if result.kind == "crashed":
-                result.kind, result.message = attempt.reason, f"{what} during this check."
-    attempt.done = attempt.reason is None
-    return attempt
-
-
-REMOTE_CHECKS = {"coupling": [f"remote/coupling::{name}" for name in (
-    "round_trips", "one_part_changes", "unit_jacobian", "odd_dimensions", "own_variables", "gradients_reach",
-    "batch_independent")]}
 
 
 def collect_checks(stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits: Limits,
@@ -218,6 +168,7 @@ class _Grading:
             if result is not None and result.nodeid == nodeid:
                 result.stage, result.hidden = mine[nodeid]
                 self.results[nodeid] = _clean(result, self.replacements)
+        self._ended_in_a_check(attempt, mine)
         if attempt.reason is None:
             for nodeid, (st, hidden) in mine.items():
                 if nodeid not in self.results:
@@ -226,6 +177,15 @@ class _Grading:
                         "something in the submission kept it from running.", 0.0, "error", hidden=hidden)
         else:
             self.abnormal_end(attempt, mine)
+
+    def _ended_in_a_check(self, attempt: Attempt, mine: dict[str, tuple[str | None, bool]]) -> None:
+        """The row's status when the process running the submission's code ended during a check
+        (the worker went on with the next stage): crashed or timeout, and where."""
+        for nodeid in mine:
+            result = attempt.results.get(nodeid)
+            if self.status == "graded" and result is not None and result.kind in ("crashed", "timeout"):
+                self.status = result.kind
+                self.message = f"{result.message.removesuffix(' during this check.')} during {nodeid}."
 
     def abnormal_end(self, attempt: Attempt, mine: dict[str, tuple[str | None, bool]]) -> None:
         """A worker killed or dead: the check it was running (or the first one left) gets the
@@ -249,11 +209,13 @@ class _Grading:
             self.results[culprit] = CheckResult(culprit, st, "error", f"{what} {when}.", 0.0, attempt.reason,
                                                 hidden=hidden)
             self.message = self.message or f"{what} {where}."
+        whole = attempt.reason == "timeout" and not attempt.check_timed_out  # the submission's time is up
+        stage = mine[culprit][0] if culprit is not None else None
         for nodeid, (st, hidden) in mine.items():
-            if nodeid not in self.results:
+            if nodeid not in self.results and (whole or st == stage):
                 self.results[nodeid] = CheckResult(nodeid, st, "error", f"not run: {what} {where}.",
                                                    0.0, "not_run", hidden=hidden)
-        if attempt.reason == "timeout" and not attempt.check_timed_out:
+        if whole:
             self.out_of_time = True
             self.why_not_run = f"not run: {what}."
 
@@ -263,9 +225,8 @@ def _replacements(impl: Path, folder: Path, extra_dirs: list[str]) -> dict[str, 
     they show instead."""
     original = str(lesson_folder(folder))
     replacements = {str(impl): original, str(sandbox.SUBMISSION): original}
-    inside_names = sandbox.View(impl, impl, [Path(d) for d in extra_dirs]).extra_inside()
-    for index, (root, inside) in enumerate(zip(extra_dirs, inside_names, strict=True)):
-        replacements[inside] = f"<hidden checks {index + 1}>"
+    for index, root in enumerate(extra_dirs):
+        replacements[str(Path(root).resolve())] = f"<hidden checks {index + 1}>"
         replacements[root] = f"<hidden checks {index + 1}>"
     return replacements
 
@@ -283,8 +244,10 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
                      limits: Limits, points: report.Points, threads: int = 1,
                      stop: threading.Event | None = None, plan: Plan | None = None,
                      expected: dict[str, tuple[str | None, bool]] | None = None) -> dict:
-    """Grade one submission in worker processes, one per stage (in the sandbox when ``plan``
-    says so); return its JSON row (never raises for anything the submission does).
+    """Grade one submission: a worker process runs the checks of every stage, each stage's
+    module answering from a child process (in the sandbox when ``plan`` says so); a worker
+    stopped at a limit is followed by a fresh one for the stages left. Returns the JSON row
+    (never raises for anything the submission does).
 
     ``expected``: ``{nodeid: (stage, hidden)}`` of the checks (:func:`collect_checks`); only
     their results count, in that order, and one that never reported counts as failed."""
@@ -309,17 +272,18 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
         if expected is None:  # graded without a batch (tests): collect here
             expected = collect_checks(stages, tuple(extra_dirs), limits, workdir)
         grading = _Grading(limits, _replacements(impl, folder, extra_dirs), extra)
-        for stage in stages:
-            mine = {n: info for n, info in expected.items() if info[0] == stage}
-            if not mine or grading.not_run(mine, deadline):
-                continue
+        plan = plan or Plan(None, workdir)
+        pending = [st for st in stages if any(info[0] == st for info in expected.values())]
+        while pending:  # one worker for the stages left; a fresh one after a worker is stopped
+            mine = {n: info for n, info in expected.items() if info[0] in pending}
+            if grading.not_run(mine, deadline):
+                break
             extra["attempts"] += 1
-            if plan and stage in plan.remote_stages:
-                attempt = run_remote(impl, stage, limits, deadline, plan, stop)
-            else:
-                attempt = run_worker(impl, [stage], list(extra_dirs), limits, deadline, workdir,
-                                     str(extra["attempts"]), threads, stop, plan)
+            attempt = run_worker(impl, pending, list(extra_dirs), limits, deadline, workdir,
+                                 str(extra["attempts"]), threads, stop, plan)
             grading.record(attempt, mine)
+            pending = [st for st in pending
+                       if any(n not in grading.results for n, info in mine.items() if info[0] == st)]
         ordered = [grading.results[n] for n in expected if n in grading.results]
     if not sandboxed:
         extra["flags"].insert(0, NO_SANDBOX_WARNING)

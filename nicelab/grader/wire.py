@@ -156,6 +156,7 @@ class Decoder:
         size = count * np.dtype(dtype).itemsize
         if self.offset + size > len(self.payload):
             raise ProtocolError("an array runs past its frame")
-        array = np.frombuffer(self.payload, dtype=dtype, count=count, offset=self.offset).reshape(shape).copy()
+        array = np.frombuffer(self.payload, dtype=dtype, count=count, offset=self.offset)
+        array = array.reshape(shape).copy()
         self.offset += size
         return self.tensor(array) if description.get("tf") == 1 else array

@@ -1,10 +1,12 @@
 """One submission's grading process: ``python -m nicelab.grader.worker IMPL --events-fd N [options]``.
 
-Started by :mod:`nicelab.grader.batch` (in the bubblewrap sandbox, or in its own process
-group with ``--no-sandbox``), with resource limits, in a scratch working directory, its output
-going to a capped pipe. It imports TensorFlow once, runs the checks on ``IMPL`` and writes one
-JSON line per event to the inherited pipe ``N`` as it goes (``--collect-only``: only the
-``collected`` event, without running anything; the batch's own list of expected checks):
+Started by :mod:`nicelab.grader.batch` in its own process group, with resource limits, in a
+scratch working directory, its output going to a capped pipe. It runs the checks (and the
+hidden checks) on ``IMPL`` and decides their verdicts; with ``--remote`` (what the batch
+always asks) the submission's modules run in child processes that only answer the checks'
+requests (``--remote sandbox``: in bubblewrap), so that no student code runs in this process.
+It writes one JSON line per event to the inherited pipe ``N`` as it goes (``--collect-only``:
+only the ``collected`` event, without running anything; the batch's own list of expected checks):
 
     {"event": "collected", "checks": [[nodeid, stage, hidden], ...]}   (once per session)
     {"event": "start", "nodeid": ...}                                 (a check begins)
@@ -76,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory-mb", type=int, default=0)
     parser.add_argument("--file-mb", type=int, default=0)
     parser.add_argument("--parent", type=int, default=0, help="the pid of the process that started it")
+    parser.add_argument("--remote", choices=["process", "sandbox"], default=None,
+                        help="run the graded modules in child processes (in bubblewrap: sandbox)")
+    parser.add_argument("--scratch-mb", type=int, default=256, help="the sandbox's private /tmp, MB")
+    parser.add_argument("--bwrap", default=None, help="the bwrap binary (--remote sandbox)")
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
@@ -106,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     import_tensorflow()
 
     stages = tuple(s for s in args.stages.split(",") if s) or None
+    if args.remote:
+        from nicelab.grader import plugin  # lazy: TensorFlow's start-up cost
+
+        plugin.REMOTE.update(scratch_mb=args.scratch_mb, threads=args.threads, bwrap=args.bwrap)
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
-               on_event=emit, collect_only=args.collect_only)
+               on_event=emit, collect_only=args.collect_only, remote=args.remote)
     events.write(json.dumps({"event": "done"}) + "\n")
     events.flush()
     sys.stdout.flush()

@@ -66,11 +66,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-sandbox", action="store_true",
                         help="batch: grade without the bubblewrap sandbox (only for submissions you "
                              "trust; the results say so)")
-    parser.add_argument("--verdicts-outside", action="append", choices=["coupling"], default=[],
-                        metavar="STAGE",
-                        help="batch, experimental: decide this stage's verdicts in the grader's process "
-                             "from the sandboxed student code's answers (coupling only; its hidden "
-                             "checks do not run)")
     parser.add_argument("--scratch-mb", type=int, default=256, metavar="M",
                         help="batch: size of each submission's private /tmp in the sandbox (default 256)")
 
@@ -124,8 +119,7 @@ def _batch(args: argparse.Namespace, points) -> int:
     try:
         document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
                                      tuple(map(str, args.extra_checks)), limits, points, args.jobs,
-                                     args.regrade, shard=shard, use_sandbox=not args.no_sandbox,
-                                     remote_stages=tuple(args.verdicts_outside))
+                                     args.regrade, shard=shard, use_sandbox=not args.no_sandbox)
     except SandboxUnavailable as err:
         raise ValueError(str(err)) from err
     print()
