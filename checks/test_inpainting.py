@@ -24,6 +24,8 @@ import tensorflow as tf
 
 from nicelab.checking import attempt, expect, expect_answer, fail
 from nicelab.grader import fixtures
+from nicelab.grader.recipes import inpainting as recipes
+from nicelab.grader.remote import local_of, twin
 from nicelab.tasks.inpaint import curvature
 
 pytestmark = pytest.mark.inpainting
@@ -50,8 +52,22 @@ def reference(stage: str):
     return importlib.import_module(f"solutions.{stage}")
 
 
+def trained_reference(data_name: str):
+    """``(model, prior, data)``: the trained reference fixture; the model and the prior are built
+    on both sides when graded remotely (the check computes its values on its own copy)."""
+    model, prior = twin(recipes.trained_flow, data_name)
+    return model, prior, fixtures.trained_reference(data_name)[2]
+
+
 def log_lik(model, prior, x) -> np.ndarray:
-    return reference("likelihood").log_likelihood(model, prior, x).numpy()
+    """The reference log-likelihood, on the check's own copy of the model."""
+    return reference("likelihood").log_likelihood(local_of(model), local_of(prior), x).numpy()
+
+
+def sharpness(model, prior, x, known) -> dict:
+    """The median largest curvature of -log p over the hidden entries (the check's own copy)."""
+    flow = types.SimpleNamespace(model=local_of(model), prior=local_of(prior))
+    return curvature({"likelihood": reference("likelihood")}, flow, x, known)
 
 
 def run_inpaint(inpainting, *args, **kwargs) -> np.ndarray:
@@ -81,14 +97,7 @@ def linear_flow(curvatures=CURVATURES):
     """A reference NICE with every coupling weight zero and log_scale = log(S), S^2 = curvatures,
     and a standard Gaussian prior: log p(x) = const - sum_d S_d^2 x_d^2 / 2, so
     grad log p(x) = -S^2 x, coordinate by coordinate."""
-    dim = len(curvatures)
-    model = reference("model").NICE(dim, 2, 8, 1)
-    model.forward(tf.zeros((1, dim)))
-    for coupling in model.couplings:
-        for variable in coupling.trainable_variables:
-            variable.assign(tf.zeros_like(variable))
-    model.log_scale.assign(0.5 * np.log(np.asarray(curvatures, np.float32)))
-    return model, reference("likelihood").make_prior(dim, "gaussian")
+    return twin(recipes.linear_flow, tuple(curvatures))
 
 
 def schedule(step_size: float, i: int) -> float:
@@ -141,14 +150,12 @@ def check_observed_untouched(run):
 def digits_run(inpainting):
     """Top half of test digits hidden (started from the mean training image), inpainted with
     clipping to [0, 1]."""
-    model, prior, data = fixtures.trained_reference("digits")
+    model, prior, data = trained_reference("digits")
     truth = data.test[:DIGITS["n"]]
     known = np.ones_like(truth, dtype=bool)
     known[:, :32] = False
     start = np.where(known, truth, data.train.mean(axis=0)).astype(np.float32)
-    flow = types.SimpleNamespace(model=model, prior=prior)
-    sharpness = curvature({"likelihood": reference("likelihood")}, flow, start[:60], known[:60])
-    step_size = min(DIGITS["step_size"], 3.0 / sharpness["median"])
+    step_size = min(DIGITS["step_size"], 3.0 / sharpness(model, prior, start[:60], known[:60])["median"])
     result = run_inpaint(inpainting, model, prior, start, known, steps=DIGITS["steps"], step_size=step_size,
                          bounds=(0.0, 1.0))
     return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result,
@@ -158,21 +165,20 @@ def digits_run(inpainting):
 @pytest.fixture(scope="module")
 def parabola_run(inpainting):
     """x1 hidden and x2 observed for test points of the parabola, x1 started at its mean."""
-    model, prior, data = fixtures.trained_reference("parabola")
+    model, prior, data = trained_reference("parabola")
     truth = data.test[:500]
     known = np.zeros_like(truth, dtype=bool)
     known[:, 1] = True
     start = truth.copy()
     start[:, 0] = data.train[:, 0].mean()
-    flow = types.SimpleNamespace(model=model, prior=prior)
-    sharpness = curvature({"likelihood": reference("likelihood")}, flow, start[:60], known[:60])
-    step_size = min(0.1, 3.0 / sharpness["median"])  # 0.1 unless a sharper fixture needs less
+    # 0.1 unless a sharper fixture needs less
+    step_size = min(0.1, 3.0 / sharpness(model, prior, start[:60], known[:60])["median"])
     result = run_inpaint(inpainting, model, prior, start, known, steps=200, step_size=step_size)
     return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result}
 
 
 def test_observed_entries_unchanged_random_mask(inpainting):
-    model, prior, data = fixtures.trained_reference("digits")
+    model, prior, data = trained_reference("digits")
     x = data.test[100:120]
     known = np.random.default_rng(3).uniform(size=x.shape) < 0.5
     start = np.where(known, x, 0.5).astype(np.float32)
@@ -204,7 +210,7 @@ def reference_gradient(model, prior, z) -> np.ndarray:
     z = tf.constant(np.asarray(z, np.float32))
     with tf.GradientTape() as tape:
         tape.watch(z)
-        total = tf.reduce_sum(reference("likelihood").log_likelihood(model, prior, z))
+        total = tf.reduce_sum(reference("likelihood").log_likelihood(local_of(model), local_of(prior), z))
     return tape.gradient(total, z).numpy().astype(np.float64)
 
 
@@ -212,7 +218,7 @@ def reference_gradient(model, prior, z) -> np.ndarray:
 def test_steps_follow_the_schedule(inpainting):
     """10 noiseless steps on the trained parabola model (x2 observed, x1 hidden, coupled through
     the flow) against the iterates computed here, step by step."""
-    model, prior, data = fixtures.trained_reference("parabola")
+    model, prior, data = trained_reference("parabola")
     x = data.test[:8].copy()
     x[:, 0] = -1.0  # start x1 off the curve x1 = x2^2 / 4 >= 0, where the gradient is large
     known = np.zeros_like(x, dtype=bool)
@@ -303,7 +309,7 @@ def test_bounds_project_every_step(inpainting):
 
 @pytest.mark.builds_on("test_observed_entries_unchanged_random_mask")
 def test_bounds_hold_on_digits(inpainting):
-    model, prior, data = fixtures.trained_reference("digits")
+    model, prior, data = trained_reference("digits")
     x = data.test[:20]
     known = np.ones_like(x, dtype=bool)
     known[:, 32:] = False
@@ -378,7 +384,7 @@ def test_noise_term_has_the_stated_distribution(inpainting):
 
 @pytest.mark.builds_on("test_observed_entries_unchanged_random_mask")
 def test_noise_term_is_seeded(inpainting):
-    model, prior, data = fixtures.trained_reference("parabola")
+    model, prior, data = trained_reference("parabola")
     x = data.test[:16].copy()
     known = np.zeros_like(x, dtype=bool)
     known[:, 1] = True

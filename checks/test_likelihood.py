@@ -15,9 +15,6 @@ as a failure of log_likelihood or sample.
 
 from __future__ import annotations
 
-import importlib
-import types
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -31,12 +28,12 @@ from nicelab.checking import (
     fail,
     numpy,
     random_batch,
-    randomize,
 )
 from nicelab.core import cache
 from nicelab.core import data as data_mod
 from nicelab.core import impl as impl_mod
-from nicelab.core.training import compile_step, mean_nll
+from nicelab.grader.recipes import likelihood as recipes
+from nicelab.grader.remote import beside, build, local_of, remote_exception, remote_of, twin
 
 pytestmark = pytest.mark.likelihood
 tfd, tfb = tfp.distributions, tfp.bijectors
@@ -58,14 +55,9 @@ LEFT_TENSORFLOW = ("the loss left TensorFlow (a NumPy call, .numpy() or float() 
 FAR = (1e-3, 0.5, 3.0, 20.0, 60.0, 88.0, 89.0, 90.0, 100.0, 500.0, 1e3, 1e4)
 
 
-def reference_nice():
-    return importlib.import_module("solutions.model").NICE
-
-
 def make_flow(dim=DIM, seed=0):
-    flow = reference_nice()(dim, 4, **SMALL)
-    randomize(flow.trainable_variables, seed, scale=0.3)
-    return flow
+    """A reference NICE with random weights (the check's own copy, and one for the graded code)."""
+    return twin(recipes.nice, dim, 4, SMALL["hidden_units"], SMALL["hidden_layers"], seed)
 
 
 def logistic_log_density(h: np.ndarray) -> np.ndarray:
@@ -79,16 +71,13 @@ def gaussian_log_density(h: np.ndarray) -> np.ndarray:
 
 
 def standard_logistic(dim=DIM):
-    return tfd.Independent(tfd.Logistic(tf.zeros(dim), tf.ones(dim)), reinterpreted_batch_ndims=1)
+    return twin(recipes.standard_logistic, dim)
 
 
 def unseen_prior(dim=DIM):
     """A prior of a kind the lesson never builds (a shifted, scaled Laplace), with its mean and
     standard deviation per dimension: log_likelihood and sample must use whatever they are given."""
-    loc = np.linspace(-1.5, 2.0, dim).astype(np.float32)
-    scale = np.linspace(0.4, 1.6, dim).astype(np.float32)
-    prior = tfd.Independent(tfd.Laplace(loc, scale), reinterpreted_batch_ndims=1)
-    return prior, loc, np.sqrt(2.0) * scale
+    return twin(recipes.unseen_prior, dim)
 
 
 def nice_as_tfp_chain(flow) -> tfb.Bijector:
@@ -178,12 +167,9 @@ def test_logistic_log_density_matches_tfp(likelihood):
 
 @pytest.mark.builds_on("test_logistic_log_density_matches_tfp")
 def test_logistic_log_density_has_finite_gradients(likelihood):
-    h = tf.constant(far_batch())
-    with tf.GradientTape() as tape:
-        tape.watch(h)
-        values = likelihood.logistic_log_density(h)
-        total = tf.reduce_sum(values)
-    grad = tape.gradient(total, h)
+    h = far_batch()
+    taped = beside(recipes.logistic_gradients, likelihood.logistic_log_density, h)
+    grad, values = taped["grad"], taped["values"]
     expect(grad is not None, "a gradient of logistic_log_density with respect to h",
            "None (no gradient flows)", "stay in TensorFlow operations: NumPy cuts the gradient.")
     grad, expected = numpy(grad), -np.tanh(numpy(h) / 2.0)  # d/dh log p(h) = -tanh(h / 2)
@@ -203,24 +189,9 @@ def test_logistic_log_density_has_finite_gradients(likelihood):
            "tf.clip_by_value).")
 
 
-def _tfp_names(function) -> list[str]:
-    """Names ``function`` (and functions nested in it) takes from TensorFlow Probability."""
-    names, codes = [], [function.__code__]
-    while codes:
-        code = codes.pop()
-        codes.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-        for name in code.co_names:
-            value = function.__globals__.get(name)
-            module = getattr(value, "__name__", "") if isinstance(value, types.ModuleType) else \
-                getattr(value, "__module__", "") or ""
-            if name in ("tfp", "tensorflow_probability") or module.startswith("tensorflow_probability"):
-                names.append(name)
-    return names
-
-
 def test_logistic_log_density_is_written_by_hand(likelihood):
     likelihood.logistic_log_density(np.zeros((1, DIM), dtype=np.float32))  # implemented at all?
-    used = _tfp_names(likelihood.logistic_log_density)
+    used = beside(recipes.tfp_names, likelihood.logistic_log_density)
     expect(not used, "logistic_log_density written by hand, with TensorFlow operations only",
            f"it uses TensorFlow Probability ({', '.join(sorted(set(used)))})",
            "this task is to write the density yourself (by hand, no TFP): the lesson page shows "
@@ -233,9 +204,9 @@ def test_logistic_log_density_is_written_by_hand(likelihood):
 
 @pytest.mark.parametrize("kind", ["logistic", "gaussian"])
 def test_prior_is_factorised_over_dimensions(likelihood, kind):
-    prior = likelihood.make_prior(DIM, kind)
-    expect(isinstance(prior, tfd.Distribution), "make_prior to return a tfp Distribution",
-           type(prior).__name__)
+    made = beside(recipes.made_prior, likelihood.make_prior, DIM, kind)
+    prior = made["prior"]
+    expect(made["distribution"], "make_prior to return a tfp Distribution", made["type"])
     event, batch = list(prior.event_shape), list(prior.batch_shape)
     if event != [DIM] or batch != []:
         likely = ("prior log-density not summed over dimensions: this is a batch of D scalar "
@@ -330,9 +301,9 @@ def test_log_likelihood_is_change_of_variables(likelihood, which):
 @pytest.mark.builds_on("test_log_likelihood_is_change_of_variables")
 def test_log_likelihood_agrees_with_a_tfp_bijector_chain(likelihood):
     flow, x = make_flow(seed=3), random_batch(16, DIM, seed=3)
-    chain = nice_as_tfp_chain(flow)
+    chain = nice_as_tfp_chain(local_of(flow))
     for name, prior in (("standard logistic", standard_logistic()), ("shifted Laplace", unseen_prior()[0])):
-        reference = numpy(tfd.TransformedDistribution(prior, chain).log_prob(x))
+        reference = numpy(tfd.TransformedDistribution(local_of(prior), chain).log_prob(x))
         got = numpy(likelihood.log_likelihood(flow, prior, x))
         gap = f"{np.max(np.abs(got - reference)):.3g}" if got.shape == (16,) else f"shape {got.shape}"
         expect(got.shape == (16,) and np.allclose(got, reference, atol=1e-3),
@@ -343,7 +314,7 @@ def test_log_likelihood_agrees_with_a_tfp_bijector_chain(likelihood):
 
 
 def test_log_likelihood_is_finite_far_out(likelihood):
-    flow = reference_nice()(DIM, 4, **SMALL)  # a fresh NICE is the identity map: h = x
+    flow = twin(recipes.nice, DIM, 4, SMALL["hidden_units"], SMALL["hidden_layers"])  # the identity: h = x
     prior = standard_logistic()
     x = np.array([[100.0, -100.0, 50.0, -60.0]], dtype=np.float32)
     got = numpy(likelihood.log_likelihood(flow, prior, x))
@@ -361,11 +332,11 @@ def test_log_likelihood_is_finite_far_out(likelihood):
 @pytest.mark.builds_on("test_log_likelihood_is_change_of_variables")
 def test_train_step_returns_the_mean_nll_and_updates(likelihood):
     flow = make_flow(dim=2, seed=4)
-    prior = tfd.Independent(tfd.Normal(tf.zeros(2), tf.ones(2)), reinterpreted_batch_ndims=1)
+    prior = twin(recipes.standard_gaussian, 2)
     x = data_mod.parabola(256, seed=0)
     before = [numpy(v) for v in flow.trainable_variables]
     expected = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
-    optimizer = tf.keras.optimizers.Adam(1e-3)
+    optimizer = build(recipes.adam, 1e-3)
     loss = numpy(attempt(likelihood.train_step, flow, prior, optimizer, x, doing="train_step",
                          likely=LEFT_TENSORFLOW))
     if loss.shape != () or abs(float(loss) - expected) > 1e-3 * max(1.0, abs(expected)):
@@ -380,7 +351,8 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
                       "minimise).")
         fail(f"train_step to return the batch's mean NLL before the step ({expected:.4f})",
              f"{loss if loss.shape else float(loss)}", likely)
-    moved = [not np.allclose(b, numpy(v)) for b, v in zip(before, flow.trainable_variables, strict=True)]
+    trained = remote_of(flow).trainable_variables  # what their train_step changed
+    moved = [not np.allclose(b, numpy(v)) for b, v in zip(before, trained, strict=True)]
     expect(all(moved), "one step to update every trainable variable",
            f"{moved.count(False)} of {len(moved)} variables unchanged",
            "apply the gradients of the loss with respect to all of model.trainable_variables "
@@ -394,14 +366,6 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
            "gradient ascent.")
 
 
-def _reference_step(likelihood, flow, prior, optimizer, x):
-    with tf.GradientTape() as tape:
-        loss = -tf.reduce_mean(likelihood.log_likelihood(flow, prior, x))
-    grads = tape.gradient(loss, flow.trainable_variables)
-    optimizer.apply_gradients(zip(grads, flow.trainable_variables, strict=True))
-    return loss
-
-
 @pytest.fixture(scope="module")
 def parabola_run(likelihood, graded):
     """A short, seeded training run on the parabola with your make_prior and train_step.
@@ -410,39 +374,31 @@ def parabola_run(likelihood, graded):
     the reference underneath and these settings: change any of them and it trains again.
     """
     data = data_mod.load_parabola()
-    flow = reference_nice()(2, 4, TRAIN["hidden_units"], TRAIN["hidden_layers"])
-    prior = likelihood.make_prior(2, "gaussian")
-    key = cache.key("likelihood-run", TRAIN, cache.source_digest(impl_mod.resolve(graded)),
+    # Made next to your code (your train_step trains that copy): a NICE and your Gaussian prior.
+    setup = beside(recipes.parabola_setup, likelihood, TRAIN)
+    flow, prior = setup["flow"], setup["prior"]
+    key = cache.key("likelihood-run-2", TRAIN, cache.source_digest(impl_mod.resolve(graded)),
                     cache.source_digest(impl_mod.PROJECT_ROOT / "solutions"))
     result = cache.cached_arrays("parabola-run", key,
                                  lambda: _train_on_parabola(likelihood, flow, prior, data))
-    for i, variable in enumerate(flow.weights):
-        variable.assign(result[f"w{i}"])
+    weights = [result[f"w{i}"] for i in range(sum(name.startswith("w") for name in result))]
+    beside(recipes.set_weights, flow, weights)
     return {"flow": flow, "prior": prior, "data": data, "losses": result["losses"],
             "initial_nll": float(result["initial_nll"]), "test_nll": float(result["test_nll"])}
 
 
 def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
-    tf.keras.utils.set_random_seed(1)
-    schedule = tf.keras.optimizers.schedules.CosineDecay(TRAIN["lr"], TRAIN["steps"], 0.01)
-    optimizer = tf.keras.optimizers.Adam(schedule)
-    optimizer.build(flow.trainable_variables)
-    step = compile_step(lambda x: likelihood.train_step(flow, prior, optimizer, x), notice=lambda m: None)
-    evaluate = tf.function(lambda x: likelihood.log_likelihood(flow, prior, x))
-    initial_nll = mean_nll(evaluate, data.test)
-    rng = np.random.default_rng(1)
-    losses = []
-    for i in range(TRAIN["steps"]):
-        batch = data.train[rng.integers(0, len(data.train), TRAIN["batch"])]
-        losses.append(float(attempt(step, tf.constant(batch), doing="training with your train_step",
-                                    likely=LEFT_TENSORFLOW)))
-        if i == 0 and not step.is_compiled():
-            # Your train_step runs only eagerly (too slow for 1000 steps here): the run goes on with
-            # a compiled step on your log_likelihood. test_train_step_* still checks your train_step.
-            step = tf.function(lambda x: _reference_step(likelihood, flow, prior, optimizer, x))
-    arrays = {f"w{i}": w.numpy() for i, w in enumerate(flow.weights)}
-    return {**arrays, "losses": np.array(losses), "initial_nll": np.array(initial_nll),
-            "test_nll": np.array(mean_nll(evaluate, data.test))}
+    """The run (next to your code, :func:`nicelab.grader.recipes.likelihood.train_on_parabola`);
+    a step that raises fails the check as ``attempt`` says."""
+    result = beside(recipes.train_on_parabola, likelihood, flow, prior, data.train, data.test, TRAIN)
+    if "error" in result:
+        kind, message = result["error"]
+
+        def step():
+            raise remote_exception(kind, message)
+
+        attempt(step, doing="training with your train_step", likely=LEFT_TENSORFLOW)
+    return {key: np.asarray(value) for key, value in result.items()}
 
 
 TRAINING_FOUNDATIONS = ("test_prior_is_factorised_over_dimensions",
@@ -483,9 +439,8 @@ def test_training_gets_near_the_entropy(parabola_run):
 def test_samples_have_the_right_shape_and_seed(likelihood):
     flow, prior = make_flow(), standard_logistic()
 
-    def draw(seed):
-        tf.keras.utils.set_random_seed(0)  # same global state: only the seed argument differs
-        return numpy(likelihood.sample(flow, prior, 50, seed=seed))
+    def draw(seed):  # from the same global random state: only the seed argument differs
+        return numpy(beside(recipes.seeded_sample, likelihood.sample, flow, prior, 50, seed))
 
     first = draw(7)
     expect(first.shape == (50, DIM), f"sample(n=50) to have shape (50, {DIM})",

@@ -6,7 +6,8 @@ is imported (in a check's setup) and otherwise stays a stub, so that a failed at
 row of an unfinished stub ("not started"), and a successful one shows as a forged mark, a hurt
 classmate, a changed file or a process left behind. ``EXPECTED[name]`` = (submission status,
 {stage: stage status}); ``FORGERIES`` are the attacks only verdicts decided outside the
-submission's process stop (issue 10, section 1: not done yet).
+submission's process stop (issue 10, section 1: the checks run in the grader's worker, the
+submission's code answers from a sandboxed child).
 
 Every attack is written to do its damage on an unprotected grader too (the table's "how"), but
 never beyond the grading processes it can see: they signal only processes whose command line
@@ -280,8 +281,8 @@ INJECTIONS = {
                     '\\x1b]0;pwned\\x07 \\u202edetrapes", pytrace=False)\n',
 }
 
-#: Attacks that can still forge their own verdict while the checks run in the submission's
-#: process (issue 10, section 1): their expected row is the honest one, in an xfail test.
+#: Attacks that forged their own verdicts while the checks ran in the submission's process
+#: (issue 10, section 1); the checks now run in the grader's worker (test_in_process_forgeries...).
 FORGERIES = ("forge_patch", "forge_events")
 
 
@@ -313,6 +314,7 @@ def make_attacks(root: Path) -> dict[str, tuple[str, dict[str, str]]]:
         _edit(sub / "coupling.py", ANCHOR, ANCHOR + PRELUDE + code)
         expected[name] = ("graded", {"coupling": STUB})
     expected["leak"] = ("graded", {"coupling": "failing"})
+    expected["forge_events"] = ("crashed", {"coupling": "crashed"})  # its forged lines break its own pipe
     expected["escape_memory"] = ("memory", {"coupling": "out of memory"})
     expected["flood_events"] = ("crashed", {"coupling": "crashed"})
 

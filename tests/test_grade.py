@@ -285,9 +285,9 @@ def test_fake_rows_say_what_happened(fake_class):
     assert rows["blocked"]["stages"][1]["status_text"] == "blocked by stage 1"
     for row in rows.values():  # messages name the submission's own files, never the temporary copy
         assert "nicelab-grade-" not in json.dumps(row["stages"])
-    complete = rows["complete"]  # one sandboxed process per stage; a copy of the reference is flagged
+    complete = rows["complete"]  # one worker, a sandboxed child per stage; a copy of the reference is flagged
     full = report.load_points().of("coupling") + report.load_points().of("model")
-    assert complete["points"] == complete["max_points"] == full and complete["attempts"] == 2
+    assert complete["points"] == complete["max_points"] == full and complete["attempts"] == 1
     assert complete["sandboxed"] and any("like the reference" in flag for flag in complete["flags"])
     assert any(flag.startswith("coupling.py") for flag in rows["partial"]["flags"])
 

@@ -2,8 +2,9 @@
 
 * :mod:`nicelab.grader.sandbox` - the bubblewrap sandbox each submission is graded in.
 * :mod:`nicelab.grader.integrity` - signed rows, clean text, CSV cells, reference copies.
-* :mod:`nicelab.grader.remote`, :mod:`nicelab.grader.verdicts` - experimental: stage 1's verdicts
-  decided in the grader's process from the sandboxed student code's answers.
+* :mod:`nicelab.grader.remote`, :mod:`nicelab.grader.child`, :mod:`nicelab.grader.wire`,
+  :mod:`nicelab.grader.recipes` - remote grading: the checks decide in the grader's process,
+  each stage's module answers their requests from a (sandboxed) child process.
 * :mod:`nicelab.grader.watch` - ``nicelab watch``: re-run a stage's checks whenever a lesson file
   is saved.
 * :mod:`nicelab.grader.released` - which stages a handout releases (``nicelab-release.toml``),

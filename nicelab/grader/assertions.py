@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from nicelab.core.stubs import STUB_MESSAGE
 from nicelab.grader.recipes import common
-from nicelab.grader.remote import Remote, beside
+from nicelab.grader.remote import NotSendable, Remote, beside
 
 __all__ = [
     "attempt", "autodiff_log_det", "changed_columns", "describe", "error_line", "expect", "expect_answer",
@@ -130,6 +130,8 @@ def attempt(fn, *args, doing: str, likely: str | None = None):
         return fn(*args)
     except Exception as err:  # noqa: BLE001 - any error in the student's code becomes a verdict
         if isinstance(err, NotImplementedError) and (not str(err) or STUB_MESSAGE.match(str(err))):
+            raise
+        if isinstance(err, NotSendable):  # the check's own mistake, not the student's
             raise
         error = err
     # Failing outside the except block: no "during handling of the above exception" traceback.

@@ -27,8 +27,9 @@ How one submission is graded, and how the limits are enforced:
 * Time: the batch kills the worker and every process descending from it (the sandboxes
   included, invisible from inside them) when the submission's wall-time budget (``timeout``)
   or one check's (``check_timeout``) is spent. Memory: the batch polls the resident memory
-  (RSS, through psutil) of every process descending from the worker (in the sandbox, every
-  process of the namespace, whatever session it started) every 0.1 s and kills them all above
+  (RSS, through psutil) of every process descending from the worker, the ones that run the
+  submission's code (in the sandbox, every process of the namespace, whatever session it
+  started; the worker's own memory is the grader's and does not count) every 0.1 s and kills them all above
   ``memory_mb`` or above :data:`MAX_PROCESSES` processes; the worker also caps its address
   space (RLIMIT_AS, 4x the limit), which its children inherit. Output: stdout and stderr go to
   a pipe the batch drains, keeping the first ``output_kb`` kilobytes and the last 2 kB. Files:

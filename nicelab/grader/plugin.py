@@ -36,8 +36,8 @@ from nicelab.core import impl as impl_mod  # noqa: E402
 __all__ = [
     "CLIENTS", "FAILED", "LOADS", "REMOTE", "StageLoad", "_seed", "coupling", "graded", "impl_name",
     "inpainting", "likelihood", "load_remote", "load_stage", "model", "outliers", "pytest_addoption",
-    "pytest_configure", "pytest_report_header", "pytest_runtest_makereport", "pytest_sessionfinish",
-    "pytest_sessionstart",
+    "pytest_configure", "pytest_fixture_setup", "pytest_report_header", "pytest_runtest_makereport",
+    "pytest_sessionfinish", "pytest_sessionstart",
 ]
 
 
@@ -326,12 +326,24 @@ def _stage_of(item) -> str | None:
     return used[-1] if used else None
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_fixture_setup(fixturedef, request):
+    """A fixture of a remotely graded stage (a module's training run, say) builds its objects
+    in that stage's process, even when it is set up before the check's own ``_seed``."""
+    client = CLIENTS.get(_stage_of(request.node))
+    if client is not None:
+        remote.activate(client)
+
+
 @pytest.fixture(autouse=True)
 def _seed(request):
     """Every check starts from the same random state: the same verdict on every run (in the
     process running the graded code as well, when it runs in another one)."""
     tf.keras.utils.set_random_seed(0)
-    client = CLIENTS.get(_stage_of(request.node))
+    stage = _stage_of(request.node)
+    for other in [name for name in CLIENTS if name != stage]:  # a stage's checks run together:
+        CLIENTS.pop(other).close()  # the process of the one before is done (and its memory freed)
+    client = CLIENTS.get(stage)
     remote.activate(client)
     if client is not None and client.ended is None:
         client.seed(0)

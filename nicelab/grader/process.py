@@ -103,10 +103,11 @@ def _rss(procs) -> int:
     return total
 
 
-def tree_usage(root: int, pgid: int | None = None) -> tuple[int, int]:
+def tree_usage(root: int, pgid: int | None = None, without_root: bool = False) -> tuple[int, int]:
     """``(resident bytes, processes)`` of ``root`` and all its descendants (and of the process
-    group ``pgid``), from psutil. In the sandbox every process of the submission descends from
-    bwrap: its PID namespace's first process adopts the orphans of ``setsid`` and double forks."""
+    group ``pgid``), from psutil; ``without_root``: the memory of the others only. In the sandbox
+    every process of the submission descends from bwrap: its PID namespace's first process adopts
+    the orphans of ``setsid`` and double forks."""
     procs: dict[int, psutil.Process] = {}
     try:
         top = psutil.Process(root)
@@ -115,12 +116,8 @@ def tree_usage(root: int, pgid: int | None = None) -> tuple[int, int]:
         pass  # it has ended
     if pgid is not None:
         procs.update((proc.pid, proc) for proc in psutil.process_iter() if _group(proc) == pgid)
-    return _rss(procs.values()), len(procs)
-
-
-def group_rss(pgid: int) -> int:
-    """Resident memory, in bytes, of every process in the process group ``pgid``."""
-    return _rss(proc for proc in psutil.process_iter() if _group(proc) == pgid)
+    counted = [proc for pid, proc in procs.items() if not (without_root and pid == root)]
+    return _rss(counted), len(procs)
 
 
 def _kill_group(pgid: int) -> None:
@@ -270,7 +267,7 @@ def _watch(proc: subprocess.Popen, attempt: Attempt, reader: _EventReader, limit
         if limits.check_timeout and reader.running_for() > limits.check_timeout:
             attempt.reason, attempt.check_timed_out = "timeout", True
             return
-        rss, count = tree_usage(proc.pid, proc.pid)
+        rss, count = tree_usage(proc.pid, proc.pid, without_root=True)  # the submission's processes
         attempt.peak_rss = max(attempt.peak_rss, rss)
         if rss > limit:
             attempt.reason = "memory_limit"

@@ -28,7 +28,6 @@ import builtins
 import contextlib
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -55,6 +54,11 @@ class RemoteError(Exception):
     kind = "Exception"
 
 
+class NotSendable(TypeError):
+    """A check tried to pass the graded code something that cannot cross the pipe (a bug of the
+    check, never the student's: :func:`nicelab.checking.attempt` lets it through)."""
+
+
 class GradingProcessEnded(BaseException):  # noqa: N818 - reported as a crash, not an error
     """The process running the student's code ended (it exited, crashed or was killed) or sent
     something that is not an answer; the checks that need it cannot run. ``kind``: ``crashed``
@@ -77,6 +81,10 @@ def remote_exception(kind: str, message: str, code=None) -> BaseException:
     kind = kind if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,79}", kind or "") else "Exception"
     if kind == "SystemExit":
         return SystemExit(code if isinstance(code, int | str) or code is None else str(code))
+    if kind == "Failed":  # the student's own pytest.fail: a failure with its message, as in-process
+        import pytest  # lazy: the child's side never needs it
+
+        return pytest.fail.Exception(message, pytrace=False)
     if kind not in _CLASSES:
         base = getattr(builtins, kind) if kind in BUILTIN_ERRORS else None
         bases = (base, RemoteError) if base is not None else (RemoteError,)
@@ -215,7 +223,7 @@ def twin(fn, *args, **kwargs):
     if client is None:
         return local
     made = _run(client, fn, args, kwargs)
-    if isinstance(local, tuple | list) and isinstance(made, list) and len(made) == len(local):
+    if isinstance(local, tuple | list) and isinstance(made, tuple | list) and len(made) == len(local):
         pairs = zip(local, made, strict=True)
         return type(local)(Twin(a, b) if isinstance(b, Remote) else a for a, b in pairs)
     return Twin(local, made) if isinstance(made, Remote) else local
@@ -298,16 +306,16 @@ class Client:
                 else:
                     header[key] = wire.encode(value, arrays, describe)
         except TypeError as err:
-            raise TypeError(f"{err} (a check passes the graded code only arrays, numbers, strings, lists, "
+            raise NotSendable(f"{err} (a check passes the graded code only arrays, numbers, strings, lists, "
                             "dicts and objects of that process: build others with twin/build)") from None
         try:
             wire.send(self._to_child, header, arrays)
-            ready, _, _ = select.select([self._from_child], [], [], self.timeout)
-            if not ready:
+            try:
+                answer, payload = wire.receive(self._from_child, self.timeout)
+            except TimeoutError:
                 self._end(f"your code did not answer within {self.timeout:g} s")
                 raise GradingProcessTimeout(f"Your code did not answer within {self.timeout:g} s "
-                                            "during this check (an endless loop?); it was stopped.")
-            answer, payload = wire.receive(self._from_child)
+                                            "during this check (an endless loop?); it was stopped.") from None
             decoder = wire.Decoder(payload, self._handle)
             if "error" in answer:
                 raise remote_exception(str(answer.get("error"))[:100], str(answer.get("message"))[:4000],

@@ -8,7 +8,8 @@ A value is described in the header as one of::
 
     {"t": "v", "v": None | bool | int | float | str}            a scalar
     {"t": "a", "dtype": "float32", "shape": [16, 6], "tf": 0}    an array (its bytes follow)
-    {"t": "l", "items": [...]}                                   a list (or tuple)
+    {"t": "l", "items": [...]}                                   a list
+    {"t": "t", "items": [...]}                                   a tuple
     {"t": "d", "keys": [str, ...], "items": [...]}               a dict with string keys
     {"t": "h", "id": 3, ...}                                     an object that stays where it is
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import struct
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -38,9 +41,13 @@ class ProtocolError(Exception):
     """The other side sent something that is not a valid frame (or closed the pipe)."""
 
 
-def _read_exact(fd: int, size: int) -> bytes:
+def _read_exact(fd: int, size: int, deadline: float | None = None) -> bytes:
     chunks, left = [], size
     while left:
+        if deadline is not None:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise TimeoutError("no complete answer in time")
         chunk = os.read(fd, min(left, 2**20))
         if not chunk:
             raise ProtocolError("the other side closed the pipe")
@@ -64,18 +71,20 @@ def send(fd: int, header: dict, arrays: list[np.ndarray] = ()) -> None:
     _write_all(fd, struct.pack(">II", len(body), len(payload)) + body + payload)
 
 
-def receive(fd: int) -> tuple[dict, bytes]:
-    """Read one frame: its header (a dict) and its array bytes."""
-    head, size = struct.unpack(">II", _read_exact(fd, 8))
+def receive(fd: int, timeout: float | None = None) -> tuple[dict, bytes]:
+    """Read one frame: its header (a dict) and its array bytes (:class:`TimeoutError` when it
+    is not complete within ``timeout`` seconds)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    head, size = struct.unpack(">II", _read_exact(fd, 8, deadline))
     if head > MAX_HEADER or head + size > MAX_FRAME:
         raise ProtocolError(f"a frame of {head + size} bytes is over the limit")
     try:
-        header = json.loads(_read_exact(fd, head))
-    except ValueError as err:
-        raise ProtocolError(f"a header that is not JSON ({err})") from None
+        header = json.loads(_read_exact(fd, head, deadline))
+    except (ValueError, RecursionError) as err:
+        raise ProtocolError(f"a header that is not JSON ({type(err).__name__})") from None
     if not isinstance(header, dict):
         raise ProtocolError("a frame's header must be a JSON object")
-    return header, _read_exact(fd, size)
+    return header, _read_exact(fd, size, deadline)
 
 
 def encode(value, arrays: list[np.ndarray], describe: Callable[[object], dict | None], depth: int = 0):
@@ -95,7 +104,8 @@ def encode(value, arrays: list[np.ndarray], describe: Callable[[object], dict | 
     if special is not None:
         return special
     if isinstance(value, list | tuple):
-        return {"t": "l", "items": [encode(v, arrays, describe, depth + 1) for v in value]}
+        return {"t": "t" if isinstance(value, tuple) else "l",
+                "items": [encode(v, arrays, describe, depth + 1) for v in value]}
     if isinstance(value, dict) and all(isinstance(k, str) for k in value):
         return {"t": "d", "keys": list(value),
                 "items": [encode(v, arrays, describe, depth + 1) for v in value.values()]}
@@ -132,11 +142,12 @@ class Decoder:
             if not isinstance(description.get("id"), int):
                 raise ProtocolError("a bad handle")
             return self.handle(description)
-        if kind == "l":
+        if kind in ("l", "t"):
             items = description.get("items")
             if not isinstance(items, list):
                 raise ProtocolError("a bad list")
-            return [self.value(item, depth + 1) for item in items]
+            values = [self.value(item, depth + 1) for item in items]
+            return tuple(values) if kind == "t" else values
         if kind == "d":
             keys, items = description.get("keys"), description.get("items")
             if not (isinstance(keys, list) and isinstance(items, list) and len(keys) == len(items)
