@@ -2,7 +2,9 @@
 resident memory (``ru_maxrss`` of that very command, see :data:`LAUNCHER`).
 
 * the check suite, ``python -m pytest checks --impl solutions``, whole and stage by stage, from a
-  cold cache of trained fixtures (``NICELAB_CACHE`` pointed at an empty folder), then warm;
+  cold cache of trained fixtures (``NICELAB_CACHE`` pointed at an empty folder), then warm, and
+  warm with the graded modules in child processes (``--remote process``, and ``sandbox`` when
+  bubblewrap is there: what a graded batch does);
 * the main job, ``nicelab train parabola --impl solutions``.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -97,6 +100,13 @@ def check_suite(stages: bool = True, warm: bool = True) -> dict[str, ProcResult]
         results["all"] = run_measured(pytest_command(), {"NICELAB_CACHE": cache})
         if warm:
             results["all (warm)"] = run_measured(pytest_command(), {"NICELAB_CACHE": cache})
+            # What a graded batch does: the graded modules answer from child processes (remote
+            # grading), in bubblewrap when the machine has it.
+            results["all (warm, remote)"] = run_measured(pytest_command() + ["--remote", "process"],
+                                                         {"NICELAB_CACHE": cache})
+            if shutil.which("bwrap"):
+                results["all (warm, sandbox)"] = run_measured(pytest_command() + ["--remote", "sandbox"],
+                                                              {"NICELAB_CACHE": cache})
     if stages:
         for stage in STAGE_NAMES:
             with tempfile.TemporaryDirectory(prefix="nicelab-bench-cache-") as cache:

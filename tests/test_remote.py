@@ -38,7 +38,7 @@ for _fd in range(3, 32):
         pass
 '''
 #: Mistakes graded in both modes (a few per stage; every mutant runs in-process in test_mutations).
-PER_STAGE = 3
+PER_STAGE = 2
 
 
 def _no_handles(value):

@@ -149,8 +149,10 @@ def pytest_runtest_makereport(item, call):
     report = yield
     excinfo = call.excinfo
     if excinfo is not None and excinfo.errisinstance(remote.GradingProcessEnded):
-        report.longrepr = str(excinfo.value)
-    elif is_stub(excinfo):
+        report.longrepr = str(excinfo.value)  # how the process running the code ended: no hint
+        FAILED.add(_function_key(item))
+        return report
+    if is_stub(excinfo):
         report.longrepr = f"Not implemented yet - {excinfo.value}"
     elif excinfo is not None and excinfo.errisinstance(NotImplementedError):
         first = str(excinfo.value).strip().splitlines()[0][:200]

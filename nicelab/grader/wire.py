@@ -31,7 +31,7 @@ import numpy as np
 #: The array types that may cross the pipe.
 DTYPES = ("float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "bool")
 #: The largest frame either side accepts (header and arrays together), and its header alone.
-MAX_FRAME = 256 * 2**20
+MAX_FRAME = 64 * 2**20
 MAX_HEADER = 4 * 2**20
 #: How deep lists and dicts may nest.
 MAX_DEPTH = 32
