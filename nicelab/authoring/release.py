@@ -9,7 +9,8 @@ What a handout opening stage K holds:
 * ``checks/`` - the checks of stages 1 to K; ``nicelab-release.toml`` (``open_stage = K``) makes
   ``pytest checks`` and ``nicelab grade`` say "not released yet" for the later stages;
 * ``nicelab/`` - the package, without the instructor's tools that hold or run the full reference
-  (benchmarks, figure making, this package; the stage 4-5 fixtures while stages 1-3 are open);
+  (benchmarks, figure making, this package; the stage 4-5 fixtures while stages 1-3 are open;
+  the checks' recipes of the stages after K, ``nicelab/grader/recipes/<stage>.py``, like their checks);
 * ``notebooks/`` - the notebooks (``*.ipynb``, which hold no answers) and their sources;
 * ``docs/`` and ``mkdocs.yml`` - the site, with the answers of stages K and later taken out
   (:mod:`nicelab.authoring.docs`) and API pages of modules left out turned into a note;
@@ -80,8 +81,17 @@ class Handout:
         return "\n".join(lines)
 
 
+#: The checks' recipes (code they run next to the graded objects): one module per stage that
+#: has some, shipped with that stage's checks only.
+RECIPES = "nicelab/grader/recipes"
+
+
+def _unreleased_recipes(open_stage: int) -> tuple[str, ...]:
+    return tuple(f"{RECIPES}/{stage}.py" for stage in STAGE_NAMES[open_stage:])
+
+
 def _left_out(rel: str, open_stage: int) -> bool:
-    parts = ALWAYS_LEFT_OUT + (FIXTURES if open_stage <= TRAINABLE else ())
+    parts = ALWAYS_LEFT_OUT + (FIXTURES if open_stage <= TRAINABLE else ()) + _unreleased_recipes(open_stage)
     return any(rel == p or rel.startswith(p + "/") for p in parts)
 
 
@@ -257,6 +267,8 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
     checks_code = _checks(write, source, open_stage)
     for rel in _package_files(source, open_stage):
         write.copy(source / rel, rel)
+        if rel.startswith(RECIPES + "/") and rel.endswith(".py"):
+            checks_code.append((source / rel).read_text())  # the shipped checks' own code
 
     # The reference lines this handout must not quote; a line the shipped checks hold themselves
     # (an idiom such as `with tf.GradientTape() as tape:`), or one of leaks.IDIOMS, is not the answer.

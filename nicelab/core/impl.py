@@ -59,8 +59,15 @@ def resolve(impl: str | os.PathLike) -> Path:
     )
 
 
+#: What a lesson module must not import: the reference, and the grader's own code (its checks
+#: and the recipes they run next to the graded code).
+FORBIDDEN_IMPORTS = ("solutions", "checks", "nicelab.grader", "nicelab.authoring", "nicelab.checking",
+                     "nicelab.checks_plugin")
+
+
 def reference_imports(path: Path) -> list[str]:
-    """Lines of a lesson module that import the reference solutions (a student must not)."""
+    """Lines of a lesson module that import the reference solutions or the grader's own code
+    (:data:`FORBIDDEN_IMPORTS`; a student must not)."""
     try:
         tree = ast.parse(path.read_text(), filename=str(path))
     except (SyntaxError, OSError, UnicodeDecodeError):
@@ -72,7 +79,7 @@ def reference_imports(path: Path) -> list[str]:
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names = [node.module]
-        if any(n == "solutions" or n.startswith("solutions.") for n in names):
+        if any(n == bad or n.startswith(bad + ".") for n in names for bad in FORBIDDEN_IMPORTS):
             found.append(f"line {node.lineno}: {ast.unparse(node)}")
     return found
 

@@ -232,8 +232,8 @@ def load_stage(graded: str, stage: str):
         offending = impl_mod.reference_imports(module_file)
         if offending:
             _fail(stage, StageLoad("solutions"),
-                  f"{module_file} imports the reference solutions ({offending[0]}). "
-                  "Grading uses your own code: remove that import.")
+                  f"{module_file} imports the reference solutions or the grader's own code "
+                  f"({offending[0]}). Grading uses your own code: remove that import.")
     if not module_file.exists():
         _fail(stage, StageLoad("missing"),
               f"{module_file} is missing: stage {STAGE_NAMES.index(stage) + 1} ({stage}) has no module.")
