@@ -280,6 +280,8 @@ def load_remote(graded: str, stage: str, mode: str):
         path = impl_mod.resolve(graded)
     except impl_mod.ImplementationError as err:
         _fail(stage, StageLoad("missing"), str(err))
+    for other in [name for name in CLIENTS if name != stage]:  # one graded process at a time
+        CLIENTS.pop(other).close()
     view = None
     if mode == "sandbox":
         folder = tempfile.mkdtemp(prefix="nicelab-view-")
