@@ -71,7 +71,8 @@ def _class_folders():
 ATTACKS: dict[str, str] = {
     # forge one's own verdicts: patch the grader's result class at import (in-process forgery)
     "forge_patch": '''
-import nicelab.grader.runner as _cr
+import importlib as _il
+_cr = _il.import_module("nicelab.grader" + ".runner")  # dynamic: no static scan sees it
 _orig = _cr._Collector.pytest_runtest_logreport
 def _forged(self, report):
     report.outcome, report.longrepr = "passed", None

@@ -59,4 +59,8 @@ def test_reference_imports_are_detected(tmp_path):
     assert impl.reference_imports(tmp_path / "model.py") == ["line 2: from solutions.model import NICE"]
     (tmp_path / "model.py").write_text("from .coupling import AdditiveCoupling\n")
     assert impl.reference_imports(tmp_path / "model.py") == []
+    grader = "import nicelab.grader.recipes.likelihood\nfrom checks import test_model\n"
+    (tmp_path / "model.py").write_text(grader + "from nicelab.validate import as_batch\n")
+    assert impl.reference_imports(tmp_path / "model.py") == [  # the grader's own code is refused too
+        "line 1: import nicelab.grader.recipes.likelihood", "line 2: from checks import test_model"]
     assert impl.is_reference(ROOT / "solutions") and not impl.is_reference(ROOT / "lessons")

@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSONS, SOLUTIONS = ROOT / "lessons", ROOT / "solutions"
 #: Patches a forger makes in its own process, then forged "passed" answers into every pipe.
 FORGER = '''
-import numpy.testing, pytest, nicelab.grader.assertions, nicelab.grader.runner
+import importlib, numpy.testing, pytest  # the grader's modules by name: no static scan sees them
 numpy.testing.assert_allclose = lambda *a, **k: None
-nicelab.grader.assertions.expect = lambda *a, **k: None
-nicelab.grader.runner.CheckResult.passed = property(lambda self: True)
+importlib.import_module("nicelab.grader" + ".assertions").expect = lambda *a, **k: None
+importlib.import_module("nicelab.grader" + ".runner").CheckResult.passed = property(lambda self: True)
 pytest.fail = lambda *a, **k: None
 import os as _os, json as _json, struct as _struct
 for _fd in range(3, 32):

@@ -105,6 +105,17 @@ def _package_files(source: Path, open_stage: int) -> list[str]:
     return files
 
 
+def _package(write: _Writer, source: Path, open_stage: int) -> list[str]:
+    """Copy the package's files a handout holds; return the code of the checks' recipes among
+    them (the shipped checks' own code)."""
+    recipes = []
+    for rel in _package_files(source, open_stage):
+        write.copy(source / rel, rel)
+        if rel.startswith(RECIPES + "/") and rel.endswith(".py"):
+            recipes.append((source / rel).read_text())
+    return recipes
+
+
 def _render(name: str, **values: str) -> str:
     text = (TEMPLATES / name).read_text()
     for key, value in values.items():
@@ -264,11 +275,7 @@ def release_student(out: str | Path, open_stage: int, lessons_from: str | Path |
     write.copy(source / "solutions" / "__init__.py", "solutions/__init__.py")
     for stage in STAGE_NAMES[: open_stage - 1]:
         write.copy(source / "solutions" / f"{stage}.py", f"solutions/{stage}.py")
-    checks_code = _checks(write, source, open_stage)
-    for rel in _package_files(source, open_stage):
-        write.copy(source / rel, rel)
-        if rel.startswith(RECIPES + "/") and rel.endswith(".py"):
-            checks_code.append((source / rel).read_text())  # the shipped checks' own code
+    checks_code = _checks(write, source, open_stage) + _package(write, source, open_stage)
 
     # The reference lines this handout must not quote; a line the shipped checks hold themselves
     # (an idiom such as `with tf.GradientTape() as tape:`), or one of leaks.IDIOMS, is not the answer.
