@@ -237,7 +237,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     stop = threading.Event()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
-        plan = Plan(bwrap, Path(tmp), extra_dirs, limits.scratch_mb)
+        plan = Plan(bwrap, limits.scratch_mb)
         expected = collect_checks(stages, extra_dirs, limits, Path(tmp)) if todo else None
 
         def one(name: str, folder: Path) -> None:

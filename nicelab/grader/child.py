@@ -78,8 +78,6 @@ def _outgoing(objects: _Objects, arrays: list[np.ndarray]):
             return {"t": "v", "v": value.name}
         if isinstance(value, tf.Tensor) and not hasattr(value, "assign"):
             return wire.array_description(np.asarray(value.numpy()), arrays, tensor=True)
-        if isinstance(value, np.generic):
-            return {"t": "v", "v": value.item()} if value.dtype.name in wire.DTYPES else None
         if isinstance(value, list | tuple):
             return None  # plain data, encoded item by item
         if isinstance(value, dict) and all(isinstance(k, str) for k in value):

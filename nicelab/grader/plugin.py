@@ -287,7 +287,7 @@ def load_remote(graded: str, stage: str, mode: str):
         folder = tempfile.mkdtemp(prefix="nicelab-view-")
         _FOLDERS.append(folder)
         solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
-        view = sandbox.View(solutions, path, [], int(REMOTE["scratch_mb"]))
+        view = sandbox.View(solutions, path, int(REMOTE["scratch_mb"]))
     client = remote.Client(path, stage, view, threads=int(REMOTE["threads"]), bwrap=REMOTE["bwrap"])
     CLIENTS[stage] = client
     remote.activate(client)
@@ -344,10 +344,7 @@ def _seed(request):
     """Every check starts from the same random state: the same verdict on every run (in the
     process running the graded code as well, when it runs in another one)."""
     tf.keras.utils.set_random_seed(0)
-    stage = _stage_of(request.node)
-    for other in [name for name in CLIENTS if name != stage]:  # a stage's checks run together:
-        CLIENTS.pop(other).close()  # the process of the one before is done (and its memory freed)
-    client = CLIENTS.get(stage)
+    client = CLIENTS.get(_stage_of(request.node))
     remote.activate(client)
     if client is not None and client.ended is None:
         client.seed(0)

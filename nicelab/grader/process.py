@@ -220,8 +220,6 @@ class Plan:
     answers the checks' requests, in the bubblewrap sandbox when ``bwrap`` is set."""
 
     bwrap: str | None
-    workdir: Path
-    extra_dirs: tuple[str, ...] = ()
     scratch_mb: int = 256
 
     @property

@@ -190,11 +190,6 @@ def _client_of(values) -> Client | None:
     return None
 
 
-def is_remote(value) -> bool:
-    """True for a stand-in of an object in the child (or a twin)."""
-    return isinstance(value, Remote | Twin)
-
-
 def _run(client: Client, fn, args, kwargs):
     return client.request("recipe", name=f"{fn.__module__}:{fn.__qualname__}", args=list(args), kwargs=kwargs)
 
@@ -246,7 +241,7 @@ class Client:
 
     def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = TIMEOUT_S,
                  threads: int = 0, bwrap: str | None = None):
-        self.timeout, self.stage, self.ended = timeout, stage, None
+        self.timeout, self.ended = timeout, None
         self._handles: dict[int, Remote] = {}
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
@@ -369,9 +364,3 @@ class Client:
         for fd in (self._to_child, self._from_child):
             with contextlib.suppress(OSError):
                 os.close(fd)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()

@@ -34,7 +34,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from nicelab.core.cache import cache_dir
@@ -103,17 +103,12 @@ def filtered_solutions(into: Path, stage: str) -> Path:
 
 @dataclass
 class View:
-    """What one sandboxed grading process sees (host paths), see the module docstring."""
+    """What one sandboxed process running a submission's code sees (host paths), see the module
+    docstring."""
 
     solutions: Path
     submission: Path
-    extra_dirs: list[Path] = field(default_factory=list)
     scratch_mb: int = 256
-
-    def extra_inside(self) -> list[str]:
-        """The hidden checks folders' paths inside the sandbox: ``/grader/extraN/NAME`` (NAME:
-        the folder's own name, so that the checks' ids are the ones the grader collected)."""
-        return [str(ROOT / f"extra{i}" / Path(d).name) for i, d in enumerate(self.extra_dirs)]
 
 
 def _python_dirs() -> list[Path]:
@@ -181,8 +176,6 @@ def _options(view: View, threads: int, info_fd: int) -> list[str]:
             cmd += ["--ro-bind", str(source), str(PROJECT / part)]
     cmd += ["--ro-bind", str(view.solutions), str(PROJECT / "solutions"),
             "--ro-bind", str(view.submission), str(SUBMISSION)]
-    for source, inside in zip(view.extra_dirs, view.extra_inside(), strict=True):
-        cmd += ["--ro-bind", str(source), inside]
     if cache_dir().is_dir():
         cmd += ["--ro-bind", str(cache_dir().resolve()), str(CACHE)]
     keras = Path(os.path.expanduser(os.environ.get("KERAS_HOME") or "~/.keras"))

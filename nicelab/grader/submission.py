@@ -272,7 +272,7 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
         if expected is None:  # graded without a batch (tests): collect here
             expected = collect_checks(stages, tuple(extra_dirs), limits, workdir)
         grading = _Grading(limits, _replacements(impl, folder, extra_dirs), extra)
-        plan = plan or Plan(None, workdir)
+        plan = plan or Plan(None)
         pending = [st for st in stages if any(info[0] == st for info in expected.values())]
         while pending:  # one worker for the stages left; a fresh one after a worker is stopped
             mine = {n: info for n, info in expected.items() if info[0] in pending}
