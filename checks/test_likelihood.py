@@ -28,10 +28,12 @@ from nicelab.checking import (
     fail,
     numpy,
     random_batch,
+    shaped,
 )
 from nicelab.core import cache
 from nicelab.core import data as data_mod
 from nicelab.core import impl as impl_mod
+from nicelab.grader import evidence
 from nicelab.grader.recipes import likelihood as recipes
 from nicelab.grader.remote import beside, build, local_of, remote_exception, remote_of, twin
 
@@ -172,7 +174,7 @@ def test_logistic_log_density_has_finite_gradients(likelihood):
     grad, values = taped["grad"], taped["values"]
     expect(grad is not None, "a gradient of logistic_log_density with respect to h",
            "None (no gradient flows)", "stay in TensorFlow operations: NumPy cuts the gradient.")
-    grad, expected = numpy(grad), -np.tanh(numpy(h) / 2.0)  # d/dh log p(h) = -tanh(h / 2)
+    grad, expected = shaped(grad, h.shape, "the gradient"), -np.tanh(numpy(h) / 2.0)  # -tanh(h / 2)
     bad = ~np.isfinite(grad)
     if bad.any() and not np.all(np.isfinite(numpy(values))):
         fail("finite gradients for |h| up to 1e4", "NaN or inf gradients where the values themselves "
@@ -189,9 +191,10 @@ def test_logistic_log_density_has_finite_gradients(likelihood):
            "tf.clip_by_value).")
 
 
-def test_logistic_log_density_is_written_by_hand(likelihood):
+def test_logistic_log_density_is_written_by_hand(likelihood, graded):
     likelihood.logistic_log_density(np.zeros((1, DIM), dtype=np.float32))  # implemented at all?
-    used = beside(recipes.tfp_names, likelihood.logistic_log_density)
+    source = impl_mod.resolve(graded) / "likelihood.py"  # read here, from the graded folder
+    used = evidence.names_from(source, "logistic_log_density", "tensorflow_probability")
     expect(not used, "logistic_log_density written by hand, with TensorFlow operations only",
            f"it uses TensorFlow Probability ({', '.join(sorted(set(used)))})",
            "this task is to write the density yourself (by hand, no TFP): the lesson page shows "
@@ -329,16 +332,70 @@ def test_log_likelihood_is_finite_far_out(likelihood):
 # train_step
 
 
-@pytest.mark.builds_on("test_log_likelihood_is_change_of_variables")
-def test_train_step_returns_the_mean_nll_and_updates(likelihood):
-    flow = make_flow(dim=2, seed=4)
-    prior = twin(recipes.standard_gaussian, 2)
+def reference_nll(flow, prior, x, gradients: bool = False):
+    """The mean NLL of ``x`` under the check's own reference ``flow`` and ``prior``, computed
+    here: -mean(log p_H(f(x)) + sum(log_scale)); with ``gradients``, also its gradient for every
+    trainable variable (the grader's own autodiff, on its own copy)."""
+    x = tf.constant(x, tf.float32)
+    with tf.GradientTape() as tape:
+        nll = -tf.reduce_mean(prior.log_prob(flow.forward(x)) + tf.reduce_sum(flow.log_scale))
+    if not gradients:
+        return float(nll)
+    return float(nll), [numpy(g) for g in tape.gradient(nll, flow.trainable_variables)]
+
+
+def weights_left(flow) -> list[np.ndarray]:
+    """The trainable variables of the graded process's copy of a twin ``flow``, checked against
+    the shapes of the check's own copy (an answer of another shape fails here, before use)."""
+    mine, theirs = local_of(flow).trainable_variables, list(remote_of(flow).trainable_variables)
+    expect(len(theirs) == len(mine), f"the model to keep its {len(mine)} trainable variables",
+           f"{len(theirs)}", "train_step must not add or remove variables.")
+    return [shaped(t, tuple(m.shape), "a trainable variable") for m, t in zip(mine, theirs, strict=True)]
+
+
+def adopt(flow, weights: list[np.ndarray]) -> None:
+    """Give the check's own copy of ``flow`` these weights (to score them here)."""
+    for variable, value in zip(local_of(flow).trainable_variables, weights, strict=True):
+        variable.assign(value.astype(np.float32))
+
+
+def diagnose_step(before, after, gradients) -> str | None:
+    """None when one Adam step moved the weights down the reference gradient of the mean NLL
+    (its first step moves every weight by about lr against the gradient's sign), else what it did."""
+    step = np.concatenate([(a - b).ravel() for a, b in zip(after, before, strict=True)])
+    grad = np.concatenate([g.ravel() for g in gradients])
+    significant = np.abs(grad) > 1e-3 * np.max(np.abs(grad))
+    down = float(np.mean(np.sign(step[significant]) == -np.sign(grad[significant])))
+    if down >= 0.9:
+        return None
+    if float(np.mean(np.sign(step[significant]) == np.sign(grad[significant]))) >= 0.9:
+        return ("the step went up the gradient (gradient ascent): train_step must minimise the "
+                "NLL = -mean(log_likelihood); a dropped minus sign is the usual cause.")
+    return (f"only {down:.0%} of the weights moved against the gradient of the mean NLL: "
+            "differentiate -mean(log_likelihood(model, prior, x)) with respect to "
+            "model.trainable_variables and apply those gradients with the optimizer.")
+
+
+def first_step(likelihood, seed: int) -> dict:
+    """One call of their train_step from a state the check knows (a random reference NICE, a
+    standard Gaussian, Adam at lr 1e-3, 256 parabola points): the reference NLL and its gradient
+    before (computed here), what train_step returned, and the weights it left (read back)."""
+    flow, prior = make_flow(dim=2, seed=seed), twin(recipes.standard_gaussian, 2)
     x = data_mod.parabola(256, seed=0)
-    before = [numpy(v) for v in flow.trainable_variables]
-    expected = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
+    before = [numpy(v) for v in local_of(flow).trainable_variables]
+    expected, gradients = reference_nll(local_of(flow), local_of(prior), x, gradients=True)
     optimizer = build(recipes.adam, 1e-3)
     loss = numpy(attempt(likelihood.train_step, flow, prior, optimizer, x, doing="train_step",
                          likely=LEFT_TENSORFLOW))
+    return {"flow": flow, "prior": prior, "x": x, "optimizer": optimizer, "expected": expected,
+            "gradients": gradients, "loss": loss, "before": before, "after": weights_left(flow)}
+
+
+@pytest.mark.builds_on("test_log_likelihood_is_change_of_variables")
+def test_train_step_returns_the_mean_nll_and_updates(likelihood):
+    step = first_step(likelihood, seed=4)
+    flow, prior, x, optimizer = step["flow"], step["prior"], step["x"], step["optimizer"]
+    expected, gradients, loss, before = step["expected"], step["gradients"], step["loss"], step["before"]
     if loss.shape != () or abs(float(loss) - expected) > 1e-3 * max(1.0, abs(expected)):
         value = float(loss) if loss.shape == () else None
         if value is not None and abs(value - len(x) * expected) < 1e-3 * abs(len(x) * expected):
@@ -351,17 +408,21 @@ def test_train_step_returns_the_mean_nll_and_updates(likelihood):
                       "minimise).")
         fail(f"train_step to return the batch's mean NLL before the step ({expected:.4f})",
              f"{loss if loss.shape else float(loss)}", likely)
-    trained = remote_of(flow).trainable_variables  # what their train_step changed
-    moved = [not np.allclose(b, numpy(v)) for b, v in zip(before, trained, strict=True)]
+    after = step["after"]  # what their train_step changed, read back and judged here
+    moved = [not np.allclose(b, a) for b, a in zip(before, after, strict=True)]
     expect(all(moved), "one step to update every trainable variable",
            f"{moved.count(False)} of {len(moved)} variables unchanged",
            "apply the gradients of the loss with respect to all of model.trainable_variables "
            "(the couplings' networks and log_scale).")
+    mistake = diagnose_step(before, after, gradients)
+    expect(mistake is None, "one Adam step to move the weights down the gradient of the mean NLL",
+           "weights that moved otherwise", mistake)
     for _ in range(4):
         attempt(likelihood.train_step, flow, prior, optimizer, x, doing="train_step", likely=LEFT_TENSORFLOW)
-    after = -float(np.mean(numpy(likelihood.log_likelihood(flow, prior, x))))
-    expect(after < expected, "five steps on one batch to lower its NLL",
-           f"{expected:.4f} before and {after:.4f} after",
+    adopt(flow, weights_left(flow))
+    later = reference_nll(local_of(flow), local_of(prior), x)
+    expect(later < expected, "five steps on one batch to lower its NLL",
+           f"{expected:.4f} before and {later:.4f} after",
            "train_step must minimise the NLL = -mean(log_likelihood); a dropped minus sign is "
            "gradient ascent.")
 
@@ -377,20 +438,57 @@ def parabola_run(likelihood, graded):
     # Made next to your code (your train_step trains that copy): a NICE and your Gaussian prior.
     setup = beside(recipes.parabola_setup, likelihood, TRAIN)
     flow, prior = setup["flow"], setup["prior"]
-    key = cache.key("likelihood-run-2", TRAIN, cache.source_digest(impl_mod.resolve(graded)),
+    key = cache.key("likelihood-run-3", TRAIN, cache.source_digest(impl_mod.resolve(graded)),
                     cache.source_digest(impl_mod.PROJECT_ROOT / "solutions"))
     result = cache.cached_arrays("parabola-run", key,
                                  lambda: _train_on_parabola(likelihood, flow, prior, data))
     weights = [result[f"w{i}"] for i in range(sum(name.startswith("w") for name in result))]
+    initial, test = score_run(weights, data)
     beside(recipes.set_weights, flow, weights)
-    return {"flow": flow, "prior": prior, "data": data, "losses": result["losses"],
-            "initial_nll": float(result["initial_nll"]), "test_nll": float(result["test_nll"])}
+    return {"flow": flow, "prior": prior, "data": data, "losses": np.asarray(result["losses"]),
+            "initial_nll": initial, "test_nll": test, "step_mistake": step_mistake(likelihood)}
+
+
+def step_mistake(likelihood) -> str | None:
+    """What is wrong with one step of their train_step (None: it steps down the gradient of the
+    mean NLL). The run's weights are reported by the graded process: they count only as the work
+    of a train_step whose own step the check has seen go the right way."""
+    try:
+        step = first_step(likelihood, seed=6)
+    except pytest.fail.Exception as err:
+        return str(err.msg if hasattr(err, "msg") else err)
+    return diagnose_step(step["before"], step["after"], step["gradients"])
+
+
+def from_their_train_step(run: dict) -> None:
+    """Fail when the run cannot be the work of their train_step (see :func:`step_mistake`)."""
+    expect(run["step_mistake"] is None, "a training run made by a train_step that steps down the "
+           "gradient of the mean NLL", "a train_step whose own step does not", run["step_mistake"])
+
+
+def score_run(weights: list[np.ndarray], data) -> tuple[float, float]:
+    """The test NLL before and after the run, computed here: the run's model rebuilt from the
+    same seed (the check's own copy), then given the weights the run reports, scored with the
+    grader's own standard Gaussian. Nothing the graded process reports about its run is taken
+    as it is: the weights are judged by the NLL they give."""
+    flow = recipes.parabola_flow(TRAIN)
+    prior = recipes.standard_gaussian(2)
+    initial = reference_nll(flow, prior, data.test)
+    expect(len(weights) == len(flow.weights), f"the run to report {len(flow.weights)} weight arrays",
+           f"{len(weights)}", "train_step must not add or remove variables.")
+    weights = [shaped(value, tuple(v.shape), "the training run") for v, value in zip(flow.weights, weights,
+                                                                                        strict=True)]
+    if not all(np.all(np.isfinite(w)) for w in weights):
+        return initial, float("nan")  # the run diverged
+    for variable, value in zip(flow.weights, weights, strict=True):
+        variable.assign(value.astype(np.float32))
+    return initial, reference_nll(flow, prior, data.test)
 
 
 def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
     """The run (next to your code, :func:`nicelab.grader.recipes.likelihood.train_on_parabola`);
     a step that raises fails the check as ``attempt`` says."""
-    result = beside(recipes.train_on_parabola, likelihood, flow, prior, data.train, data.test, TRAIN)
+    result = beside(recipes.train_on_parabola, likelihood, flow, prior, data.train, TRAIN)
     if "error" in result:
         kind, message = result["error"]
 
@@ -408,6 +506,7 @@ TRAINING_FOUNDATIONS = ("test_prior_is_factorised_over_dimensions",
 
 @pytest.mark.builds_on(*TRAINING_FOUNDATIONS)
 def test_training_lowers_the_nll(parabola_run):
+    from_their_train_step(parabola_run)
     before, after = parabola_run["initial_nll"], parabola_run["test_nll"]
     if not np.isfinite(after) or after > before - FALL_BAR:
         fail(f"the test NLL (-mean log_likelihood) to fall by at least {FALL_BAR:g} nat in "
@@ -423,6 +522,7 @@ def test_training_lowers_the_nll(parabola_run):
 
 @pytest.mark.builds_on(*TRAINING_FOUNDATIONS, "test_training_lowers_the_nll")
 def test_training_gets_near_the_entropy(parabola_run):
+    from_their_train_step(parabola_run)
     gap = parabola_run["test_nll"] - data_mod.PARABOLA_ENTROPY
     expect(gap < ENTROPY_BAR and gap > -0.05,
            f"a test NLL within {ENTROPY_BAR} nats of the parabola's entropy "
@@ -440,11 +540,10 @@ def test_samples_have_the_right_shape_and_seed(likelihood):
     flow, prior = make_flow(), standard_logistic()
 
     def draw(seed):  # from the same global random state: only the seed argument differs
-        return numpy(beside(recipes.seeded_sample, likelihood.sample, flow, prior, 50, seed))
+        return shaped(beside(recipes.seeded_sample, likelihood.sample, flow, prior, 50, seed), (50, DIM),
+                      "sample(n=50)", "draw n points from the prior and map them to data space.")
 
     first = draw(7)
-    expect(first.shape == (50, DIM), f"sample(n=50) to have shape (50, {DIM})",
-           f"{first.shape}", "draw n points from the prior and map them to data space.")
     expect(np.array_equal(first, draw(7)) and not np.allclose(first, draw(8)),
            "the same seed to give the same samples and another seed others",
            "samples that ignore the seed", "pass the seed on to the prior's sample method.")
@@ -487,10 +586,11 @@ def _listed(values) -> str:
 @pytest.mark.builds_on(*TRAINING_FOUNDATIONS, "test_training_gets_near_the_entropy",
                        "test_samples_come_from_the_given_prior")
 def test_samples_match_the_data(parabola_run, likelihood):
+    from_their_train_step(parabola_run)
     run = parabola_run
     expect(bool(np.isfinite(run["test_nll"])), "a trained model to sample from",
            "a training run that ended in NaN", "see the training checks above: fix them first.")
-    samples = numpy(likelihood.sample(run["flow"], run["prior"], 5000, seed=0))
+    samples = shaped(likelihood.sample(run["flow"], run["prior"], 5000, seed=0), (5000, 2), "sample(n=5000)")
     data = run["data"].test[:5000]
     residual = np.median(np.abs(samples[:, 0] - samples[:, 1] ** 2 / 4))
     expect(abs(np.std(samples[:, 1]) - 4.0) < 0.6 and residual < 1.2,

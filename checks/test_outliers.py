@@ -23,7 +23,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import precision_score, recall_score
 
-from nicelab.checking import attempt, expect, expect_answer, fail
+from nicelab.checking import attempt, expect, expect_answer, fail, shaped
 from nicelab.grader import fixtures
 
 pytestmark = pytest.mark.outliers
@@ -151,9 +151,9 @@ def test_noise_has_the_requested_std_and_seed(outliers, digits):
              "is not clipped." if clipped else
              "corruption that ignores its level: the noise's standard deviation is `level` (Gaussian noise "
              "of std 1, times level).")
-    again = as_array(outliers.corrupt(x, "noise", 0.1, seed=0))
-    other = as_array(outliers.corrupt(x, "noise", 0.1, seed=1))
-    expect(np.array_equal(again, as_array(outliers.corrupt(x, "noise", 0.1, seed=0)))
+    again, other, third = (shaped(outliers.corrupt(x, "noise", 0.1, seed=seed), x.shape, "corrupt")
+                           for seed in (0, 1, 0))
+    expect(np.array_equal(again, third)
            and not np.allclose(again, other),
            "the same seed to give the same noise and another seed other noise", "noise that ignores the seed",
            "draw the noise from a generator seeded with `seed`.")
@@ -164,7 +164,7 @@ def test_noise_is_gaussian_and_independent(outliers):
     """The noise's law, not only its spread: Gaussian (excess kurtosis 0, not a uniform's -1.2),
     independent across examples and across coordinates."""
     x = np.full((2000, 64), 0.5, np.float32)
-    noise = (as_array(outliers.corrupt(x, "noise", 0.2, seed=3)) - x) / 0.2
+    noise = (shaped(outliers.corrupt(x, "noise", 0.2, seed=3), x.shape, "corrupt") - x) / 0.2
     kurtosis = float(np.mean(noise ** 4) / np.mean(noise ** 2) ** 2 - 3)
     across_examples = float(np.mean(np.std(noise, axis=0) < 0.5))
     across_coordinates = float(np.mean(np.std(noise, axis=1) < 0.5))
@@ -184,10 +184,10 @@ def noise_recalls(outliers, digits):
     clean = digits["data"].test
     results = []
     for i, level in enumerate(NOISE_LEVELS):
-        noisy = as_array(outliers.corrupt(clean, "noise", level, seed=10 + i))
+        noisy = shaped(outliers.corrupt(clean, "noise", level, seed=10 + i), clean.shape, "corrupt")
         scores = np.concatenate([digits["test"], log_lik(digits["model"], digits["prior"], noisy)])
         is_outlier = np.r_[np.zeros(len(clean), bool), np.ones(len(noisy), bool)]
-        flags = as_array(outliers.flag_outliers(scores, tau))
+        flags = shaped(outliers.flag_outliers(scores, tau), scores.shape, "flag_outliers") > 0.5
         precision, recall = (float(v) for v in outliers.precision_recall(flags, is_outlier))
         results.append((level, precision, recall))
     return results

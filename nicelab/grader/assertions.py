@@ -2,7 +2,9 @@
 
 ``fail`` gives the student one or two sentences - what was expected, what was seen, the
 likely mistake - instead of a traceback. The numeric helpers make random but reproducible
-inputs and weights, and compute Jacobians by automatic differentiation.
+inputs and weights, and derive Jacobians and gradients as evidence the grader computes itself
+(:mod:`nicelab.grader.evidence`): in a graded run nothing computed in the student's process is
+taken on trust.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ import pytest
 import tensorflow as tf
 
 from nicelab.core.stubs import STUB_MESSAGE
+from nicelab.grader import evidence
 from nicelab.grader.recipes import common
 from nicelab.grader.remote import NotSendable, Remote, beside
 
 __all__ = [
     "attempt", "autodiff_log_det", "changed_columns", "describe", "error_line", "expect", "expect_answer",
-    "fail", "gradient_report", "max_error", "numpy", "random_batch", "randomize", "trainable", "type_name",
-    "weight_matrices",
+    "expect_true_gradients",
+    "fail", "gradient_report", "max_error", "numerical_log_det", "numpy", "random_batch", "randomize",
+    "shaped", "trainable", "type_name", "weight_matrices",
 ]
 
 
@@ -56,9 +60,19 @@ def random_batch(n: int, dim: int, seed: int = 0, scale: float = 2.0) -> np.ndar
 
 def randomize(variables, seed: int = 0, scale: float = 0.5) -> None:
     """Give every variable reproducible N(0, scale^2) values, so that no layer is the identity
-    (a zero-initialised output layer would hide most mistakes). Variables of a remotely graded
-    module are set where they live."""
-    beside(common.randomize, list(variables), seed, scale)
+    (a zero-initialised output layer would hide most mistakes). Set from here, one ``assign``
+    each, also for the variables of a remotely graded module."""
+    evidence.assign_random(list(variables), seed, scale)
+
+
+def shaped(value, shape: tuple[int, ...], what: str, likely: str | None = None) -> np.ndarray:
+    """``value`` as a float64 array of exactly ``shape``, or a one-line failure naming the shape
+    seen (checked before any computation with it: an answer of another shape is never broadcast)."""
+    try:
+        return evidence.shaped(value, shape, what)
+    except evidence.AnswerShapeError as err:
+        error = err
+    fail(f"{what} to return shape {tuple(shape)}", f"shape {error.seen}", likely)
 
 
 def type_name(value) -> str:
@@ -73,17 +87,42 @@ def trainable(layer) -> list[tf.Variable]:
 
 
 def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
-    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian; NaN
-    where no gradient flows from the output back to ``x``. ``fn``: a function, or a method of a
-    remotely graded object (then the Jacobian is taken where it lives)."""
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from an autodiff Jacobian taken
+    where ``fn`` lives; NaN where no gradient flows from the output back to ``x``. In a graded
+    run that is the graded process's claim: decide with :func:`numerical_log_det`."""
     return np.asarray(beside(common.autodiff_log_det, fn, np.asarray(x, dtype=np.float32)))
 
 
+def numerical_log_det(fn, x: np.ndarray) -> np.ndarray:
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, computed here from ``fn``'s own
+    answers (central differences at two step sizes; NaN where they disagree, at a ReLU kink).
+    ``fn``: a function, or a method of a remotely graded object."""
+    return evidence.numerical_log_det(fn, np.asarray(x, dtype=np.float32))
+
+
 def gradient_report(fn, variables, x, extra=None) -> list[dict]:
-    """``[{"name", "has", "nonzero"}]`` per variable: whether ``sum(fn(x)^2)`` (plus ``extra()``,
-    a scalar, when given) has a gradient for it, and whether that gradient is non-zero anywhere.
-    ``fn`` and ``extra``: functions, or methods of a remotely graded object."""
-    return beside(common.gradients_of_sum_of_squares, fn, list(variables), np.asarray(x, np.float32), extra)
+    """``[{"name", "has", "nonzero", "verified"}]`` per variable: whether ``sum(fn(x)^2)`` (plus
+    ``extra()``, a scalar, when given) has a gradient for it, whether that gradient is non-zero
+    anywhere, and whether it is the true one: the autodiff runs where ``fn`` lives, and the
+    grader checks what it reports against how ``fn``'s answers move when the variable moves
+    (:func:`nicelab.grader.evidence.verify_gradients`). ``fn`` and ``extra``: functions, or
+    methods of a remotely graded object."""
+    variables, x = list(variables), np.asarray(x, np.float32)
+    claims = beside(common.gradients_of_sum_of_squares, fn, variables, x, extra)
+    if not isinstance(claims, list) or len(claims) != len(variables) or \
+            not all(isinstance(c, dict) and {"name", "has", "nonzero"} <= set(c) for c in claims):
+        fail("a gradient report for every variable", "an answer of another form",
+             "the gradients were not computed by TensorFlow's tape.")
+    return evidence.verify_gradients(fn, variables, x, claims, extra)
+
+
+def expect_true_gradients(report: list[dict]) -> None:
+    """Fail when a gradient reported for a variable is not how the output moves with it."""
+    false = [r["name"] for r in report if not r.get("verified", True)]
+    expect(not false, "the gradients reported for the variables to match how forward's output moves "
+           "when they move", f"gradients for {', '.join(false)} that do not",
+           "the output must be computed with TensorFlow operations from the variables themselves "
+           "(no copies, no values computed elsewhere), so that the tape sees the real computation.")
 
 
 def changed_columns(before, after, atol: float = 0.0) -> np.ndarray:

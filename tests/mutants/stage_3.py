@@ -70,7 +70,11 @@ MUTANTS = [
     # train_step
     Mutant("likelihood_gradient_ascent", "likelihood", "likelihood.py",
            ((LOSS, "loss = tf.reduce_mean(log_likelihood(model, prior, x))"),),
-           "training_lowers", "minimise"),
+           "train_step_returns", "instead of the NLL"),
+    Mutant("likelihood_climbs_the_gradient", "likelihood", "likelihood.py",
+           ((APPLY, "optimizer.apply_gradients(zip([-g for g in grads], model.trainable_variables, "
+             "strict=False))"),),
+           "train_step_returns", "gradient ascent"),
     Mutant("likelihood_loss_summed", "likelihood", "likelihood.py",
            ((LOSS, "loss = -tf.reduce_sum(log_likelihood(model, prior, x))"),),
            "train_step_returns", "summed over the batch"),

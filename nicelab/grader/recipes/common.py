@@ -34,7 +34,8 @@ def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
 @recipe
 def gradients_of_sum_of_squares(fn, variables, x: np.ndarray, extra=None) -> list[dict]:
     """For every variable: its name, whether ``sum(fn(x)^2) (+ extra())`` has a gradient for it,
-    and whether that gradient is anywhere non-zero."""
+    whether that gradient is anywhere non-zero, and the gradient (a claim the grader verifies:
+    :func:`nicelab.grader.evidence.verify_gradients`)."""
     x = tf.constant(x, dtype=tf.float32)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(tf.square(fn(x)))
@@ -42,7 +43,8 @@ def gradients_of_sum_of_squares(fn, variables, x: np.ndarray, extra=None) -> lis
             loss = loss + extra()
     grads = tape.gradient(loss, list(variables))
     return [{"name": str(v.name), "has": g is not None,
-             "nonzero": g is not None and bool(np.any(np.asarray(g) != 0))}
+             "nonzero": g is not None and bool(np.any(np.asarray(g) != 0)),
+             "grad": None if g is None else np.asarray(tf.convert_to_tensor(g), dtype=np.float64)}
             for v, g in zip(variables, grads, strict=True)]
 
 
