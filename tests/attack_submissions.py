@@ -272,6 +272,59 @@ _seen += [b" ".join(a).decode(errors="replace") for _, a in _nicelab_pids()]
 _seen.append(" ".join(f"{k}={v}" for k, v in _os.environ.items()))
 _pytest.fail("LEAKED: " + " | ".join(_seen), pytrace=False)
 ''',
+    # text that cannot be encoded: every stub's NotImplementedError carries lone surrogates (the batch
+    # crashed writing the CSV and logging this row, and every rerun with --csv before grading anything)
+    "surrogate": '''
+class NotImplementedError(NotImplementedError):  # the stubs below raise this one: still a stub's
+    def __init__(self, *args):
+        super().__init__(*(str(a) + " \\ud800 lone \\udfff surrogates \\udcff" for a in args))
+''',
+    # escape limits: memory in memfd files, written (never mapped) and kept open; each file under
+    # the 1 GB file-size limit, together beyond the memory limit
+    "memfd_hold": '''
+_held, _chunk = [], b"\\1" * 2**24
+for _ in range(7):
+    _fd = _os.memfd_create("hold")
+    for _ in range(25):  # 400 MB
+        _os.write(_fd, _chunk)
+    _held.append(_fd)
+import time as _time
+_time.sleep(600)
+''',
+    # escape limits: a System V segment filled 256 MB at a time, each time detached again, so
+    # that no process ever maps more than that of it
+    "shm_hold": '''
+import ctypes as _ct, time as _time
+_libc = _ct.CDLL(None, use_errno=True)
+_libc.shmat.restype, _libc.shmat.argtypes = _ct.c_void_p, [_ct.c_int, _ct.c_void_p, _ct.c_int]
+_libc.shmget.argtypes = [_ct.c_int, _ct.c_size_t, _ct.c_int]
+_piece, _pieces = 2**28, 11  # 2.75 GB
+_id = _libc.shmget(0, _piece * _pieces, 0o1000 | 0o600)
+for _i in range(_pieces if _id >= 0 else 0):
+    _at = _libc.shmat(_id, None, 0)
+    if _at in (None, _ct.c_void_p(-1).value):
+        break
+    _ct.memset(_at + _i * _piece, 1, _piece)
+    _libc.shmdt(_ct.c_void_p(_at))
+_time.sleep(600)
+''',
+    # steal: everything in the caches it can list (other submissions' training runs, the key)
+    "cache_read": '''
+import pytest as _pytest
+_found, _keys = [], []
+_roots = [_os.environ.get("NICELAB_CACHE", "/grader/cache"), "/grader/cache", "/root/.cache",
+          "/work/main/.nicelab-cache", "/var/tmp", str(_Path.home() / ".cache"), "/tmp"]
+for _root in dict.fromkeys(_roots):  # the caches first: a row's message is cut short
+    for _dir, _subs, _files in _os.walk(_root):
+        for _name in _files:
+            _found.append(_os.path.join(_dir, _name))
+            if "key" in _name:
+                try:
+                    _keys.append(open(_os.path.join(_dir, _name)).read(200))
+                except OSError:
+                    pass
+_pytest.fail("CACHE_READ KEYS: " + " ".join(_keys) + " FOUND: " + " ".join(_found), pytrace=False)
+''',
 }
 
 #: Injections go into a check's failure message (forward of an otherwise correct stage 1).
@@ -317,6 +370,9 @@ def make_attacks(root: Path) -> dict[str, tuple[str, dict[str, str]]]:
     expected["leak"] = ("graded", {"coupling": "failing"})
     expected["forge_events"] = ("crashed", {"coupling": "crashed"})  # its forged lines break its own pipe
     expected["escape_memory"] = ("memory", {"coupling": "out of memory"})
+    expected["memfd_hold"] = ("memory", {"coupling": "out of memory"})
+    expected["shm_hold"] = ("memory", {"coupling": "out of memory"})
+    expected["cache_read"] = ("graded", {"coupling": "failing"})
     expected["flood_events"] = ("crashed", {"coupling": "crashed"})
 
     _copy(root / "forge_conftest", LESSONS)

@@ -63,23 +63,32 @@ def test_bundle_layout(bundle):
     assert "hidden/0-hidden/test_hidden_model.py" in names
     assert not any(n.startswith("benchmarks") or n == "nicelab/cli/commands/bench.py" for n in names)
     assert settings["stages"] == ["coupling", "model"] and settings["hidden_checks"] == ["hidden/0-hidden"]
+    assert settings["isolation"] == "auto"
     assert "tensorflow==" in requirements and "tensorflow-probability[tf]==" in requirements
     assert bundle.size < 5 * 2**20
     for script in ("setup.sh", "run_autograder"):  # valid bash (setup.sh's installs would download)
         subprocess.run(["bash", "-n", str(TEMPLATES / script)], check=True)
 
 
-def run_bundle(bundle, tmp_path: Path, submission: Path) -> dict:
-    """Unpack the bundle as Gradescope does, put the submission in place and run run_autograder."""
-    root = tmp_path / "autograder"
+def unpack_bundle(bundle, root: Path, submission: Path) -> None:
+    """Unpack the bundle into ``root/source`` as Gradescope does and put the submission in place."""
     with zipfile.ZipFile(bundle.path) as archive:
         archive.extractall(root / "source")
     for script in ("setup.sh", "run_autograder"):
         (root / "source" / script).chmod(0o755)
     shutil.copytree(submission, root / "submission", ignore=shutil.ignore_patterns("__pycache__"))
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NICELAB_IMPL")}
-    env.update(AUTOGRADER_ROOT=str(root), NICELAB_PYTHON=sys.executable)
-    done = subprocess.run([str(root / "source" / "run_autograder")], cwd=tmp_path, env=env,
+
+
+def run_bundle(bundle, tmp_path: Path, submission: Path, root: Path | None = None,
+               env: dict[str, str] | None = None) -> dict:
+    """Unpack the bundle (into ``root``, by default ``tmp_path/autograder``), put the submission in
+    place and run run_autograder (with ``env`` added to its environment)."""
+    root = root or tmp_path / "autograder"
+    unpack_bundle(bundle, root, submission)
+    environment = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NICELAB_IMPL")}
+    environment.update(AUTOGRADER_ROOT=str(root), NICELAB_PYTHON=sys.executable)
+    environment.update(env or {})
+    done = subprocess.run([str(root / "source" / "run_autograder")], cwd=tmp_path, env=environment,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads((root / "results" / "results.json").read_text())

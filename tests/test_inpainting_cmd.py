@@ -149,7 +149,7 @@ def test_fixture_trains_once_then_loads_the_same_weights(monkeypatch, tmp_path):
     fixtures.trained_reference.cache_clear()
     try:
         model, _, _ = fixtures.trained_reference("parabola")
-        files = list(tmp_path.glob("parabola-*.npz"))
+        files = list((tmp_path / "fixtures").glob("parabola-*.npz"))
         assert len(files) == 1
         fixtures.trained_reference.cache_clear()
         again, _, _ = fixtures.trained_reference("parabola")

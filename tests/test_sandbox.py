@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import jsonschema
+import psutil
 import pytest
 from attack_submissions import DAEMON_MARK, FORGERIES, POISON, make_attacks
 
@@ -30,6 +31,7 @@ from nicelab.grader import integrity, report, sandbox
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(report.SCHEMA_FILE.read_text())
 KEY_FILE = Path(tempfile.gettempdir()) / "nicelab-test-grade-key"
+PLANTED_KEY = "PLANTED-KEY-" + "0" * 64
 LIMITS = ["--timeout", "300", "--check-timeout", "60", "--memory-mb", "2048", "--jobs", "3"]
 HIDDEN = '''
 import numpy as np
@@ -47,9 +49,11 @@ needs_bwrap = pytest.mark.skipif(shutil.which("bwrap") is None,
                                  reason="bubblewrap is not installed (.ci/run installs it)")
 
 
-def nicelab(*args: str, timeout: float = 1200) -> subprocess.CompletedProcess:
+def nicelab(*args: str, timeout: float = 1200, cache: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
     env.update(COLUMNS="100", NICELAB_GRADE_KEY_FILE=str(KEY_FILE))
+    if cache is not None:
+        env["NICELAB_CACHE"] = str(cache)
     return subprocess.run([sys.executable, "-m", "nicelab.cli", *args], capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=timeout)
 
@@ -96,10 +100,14 @@ def attacked(tmp_path_factory):
     expected = make_attacks(tmp / "subs")
     (tmp / "hidden").mkdir()
     (tmp / "hidden" / "test_secret.py").write_text(HIDDEN)
+    cache = tmp / "cache"  # another submission's training run and a key beside it: out of reach
+    (cache / "fixtures").mkdir(parents=True)
+    (cache / "parabola-run-0123456789abcdef.npz").write_bytes(b"another submission's run")
+    (cache / "grade-key").write_text(PLANTED_KEY)
     before = environment_snapshot()
     start = time.perf_counter()
     run = nicelab("grade", str(tmp / "subs"), "--json", str(tmp / "r.json"), "--csv", str(tmp / "r.csv"),
-                  "--stage", "coupling", "--extra-checks", str(tmp / "hidden"), *LIMITS)
+                  "--stage", "coupling", "--extra-checks", str(tmp / "hidden"), *LIMITS, cache=cache)
     wall = time.perf_counter() - start
     print(f"\nthe hostile class ({len(expected)} submissions) was graded in {wall:.0f} s")
     written = (tmp / "r.json").read_bytes()
@@ -193,6 +201,16 @@ def test_rows_are_clean_and_leak_nothing(attacked):
 
 
 @pytest.mark.slow
+def test_the_cache_shows_nothing_of_another_submission(attacked):
+    """The sandbox sees the checks' fixtures only: no other submission's run, no key."""
+    _, tmp, _, _, _, _, _ = attacked
+    message = _rows(tmp)["cache_read"]["stages"][0]["message"]
+    assert message.startswith("CACHE_READ KEYS:  FOUND: ")  # it ran, found no key, listed what it saw
+    for secret in ("parabola-run", "grade-key", PLANTED_KEY, KEY_FILE.name, str(tmp)):
+        assert secret not in message
+
+
+@pytest.mark.slow
 def test_tampered_rows_are_graded_again(attacked):
     _, tmp, _, _, _, _, _ = attacked
     document = json.loads((tmp / "r.json").read_text())
@@ -256,6 +274,9 @@ def test_sandbox_sees_only_what_it_needs(tmp_path):
         "try: open('/tmp/big', 'wb').write(b'0' * 32 * 2**20); print('big file')\n"
         "except OSError: pass\n"
         f"print(os.path.exists({str(tmp_path)!r}), os.getuid())\n"
+        "try: open('/etc/shadow').read(); print('read /etc/shadow')\n"
+        "except OSError: pass\n"
+        "print(sorted(os.listdir('/grader/cache')) if os.path.isdir('/grader/cache') else ['fixtures'])\n"
     )
     info_r, info_w = os.pipe()
     command = sandbox.sandbox_command([sandbox.python_inside(), "-c", probe], view, 1, info_w,
@@ -267,7 +288,8 @@ def test_sandbox_sees_only_what_it_needs(tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0] == "['__init__.py', 'coupling.py']"
     assert int(lines[1]) <= 3  # bwrap's init, python: nothing of the host
-    assert lines[2:] == [f"False {sandbox.UID}"], lines
+    uid = sandbox.NOBODY if os.geteuid() == 0 else sandbox.UID  # root's sandbox: nobody, outside too
+    assert lines[2:] == [f"False {uid}", "['fixtures']"], lines
 
 
 def test_batch_refuses_to_run_without_bwrap(tmp_path):
@@ -299,3 +321,109 @@ def test_no_sandbox_grades_and_warns(tmp_path):
                   "--jobs", "1")  # with the sandbox: a row graded without it is not reused
     assert run.returncode == 0 and "grading 1 submissions" in run.stdout
     assert json.loads((tmp_path / "r.json").read_text())["submissions"][0]["sandboxed"] is True
+
+
+def _view(tmp_path: Path) -> sandbox.View:
+    solutions = sandbox.filtered_solutions(tmp_path / "solutions", "model")
+    (tmp_path / "sub").mkdir()
+    return sandbox.View(solutions, tmp_path / "sub", scratch_mb=16)
+
+
+def test_the_grading_key_is_never_bound(monkeypatch, tmp_path):
+    """The sandbox binds the cache's fixtures only: a key next to them is out of view, one
+    inside them (or in any folder bound) is refused before anything starts."""
+    view = _view(tmp_path)
+    monkeypatch.setenv("NICELAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv(integrity.KEY_ENV, str(tmp_path / "cache" / "grade-key"))
+    options = sandbox._options(view, 1, 3)
+    assert str(tmp_path / "cache" / "fixtures") in options and str(tmp_path / "cache") not in options
+    monkeypatch.setenv(integrity.KEY_ENV, str(tmp_path / "cache" / "fixtures" / "grade-key"))
+    with pytest.raises(sandbox.SandboxUnavailable, match="grading key"):
+        sandbox._options(view, 1, 3)
+    monkeypatch.setenv(integrity.KEY_ENV, str(view.submission / "k"))
+    with pytest.raises(sandbox.SandboxUnavailable, match="grading key"):
+        sandbox._options(view, 1, 3)
+
+
+def _run_inside(view: sandbox.View, code: str) -> subprocess.CompletedProcess:
+    info_r, info_w = os.pipe()
+    command = sandbox.sandbox_command(["/usr/bin/env", "python3", "-c", code], view, 1, info_w,
+                                      sandbox.check_available())
+    try:
+        return subprocess.run(command, capture_output=True, text=True, pass_fds=(info_w,), timeout=120)
+    finally:
+        os.close(info_w)
+        os.close(info_r)
+
+
+@needs_bwrap
+def test_a_python_under_tmp_is_bound_over_the_private_tmp(monkeypatch, tmp_path):
+    """bwrap mounts in order: a Python environment under /tmp goes on top of the private /tmp."""
+    venv = Path(tempfile.mkdtemp(prefix="nicelab-test-venv-"))
+    try:
+        (venv / "marker.txt").write_text("here")
+        os.chmod(venv, 0o755)
+        found = sandbox._python_dirs()
+        monkeypatch.setattr(sandbox, "_python_dirs", lambda: [*found, venv])
+        run = _run_inside(_view(tmp_path), f"print(open({str(venv / 'marker.txt')!r}).read())")
+        assert run.returncode == 0 and run.stdout.strip() == "here", run.stderr
+    finally:
+        shutil.rmtree(venv)
+
+
+HOLD = """
+import ctypes, os, sys, time
+held = []
+for _ in range(2):
+    fd = os.memfd_create("hold")
+    for _ in range(8):
+        os.write(fd, b"\\1" * 2**24)
+    held.append(fd)
+libc = ctypes.CDLL(None, use_errno=True)
+libc.shmat.restype, libc.shmat.argtypes = ctypes.c_void_p, [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+segment = libc.shmget(0, 2**28, 0o1000 | 0o600)
+address = libc.shmat(segment, None, 0)
+ctypes.memset(address, 1, 2**28)
+libc.shmdt(ctypes.c_void_p(address))
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@needs_bwrap
+def test_memfd_and_detached_shm_count(tmp_path):
+    """256 MB in memfd files never mapped and 256 MB in a detached System V segment: the
+    resident sets show neither; the sandbox's memory cgroup (or the fallback) counts both."""
+    from nicelab.grader import memory, process
+
+    info_r, info_w = os.pipe()
+    args_r, args_w = os.pipe()
+    command, options = sandbox.sandbox_command([sandbox.python_inside(), "-c", HOLD], _view(tmp_path), 1,
+                                               info_w, sandbox.check_available(), args_r)
+    proc = subprocess.Popen(command, pass_fds=(info_w, args_r), stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    os.close(info_w)
+    os.close(args_r)
+    child = None
+    try:
+        sandbox.start(proc.pid, args_w, options)
+        child = sandbox.read_child_pid(info_r)
+        assert proc.stdout.readline().strip() == "ready"
+        procs = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        resident = sum(p.memory_info().rss for p in procs)
+        counted, _ = process.tree_usage(os.getpid(), without_root=True)
+        fallback = process._rss(procs)  # what the poll counts where there is no cgroup
+        print(f"\nresident {resident / 2**20:.0f} MB, counted {counted / 2**20:.0f} MB, fallback "
+              f"{fallback / 2**20:.0f} MB, cgroups {memory.groups_of(os.getpid())}")
+        assert resident < 2**28
+        assert counted > 2**29 - 2**25
+        if os.geteuid() == 0:  # the fallback reads the detached segments of the sandbox's IPC namespace
+            assert fallback > 2**29 - 2**25
+        else:
+            assert fallback > 2**28 - 2**24
+    finally:
+        sandbox.kill_namespace(child, proc.pid)
+        proc.wait()
+        os.close(info_r)
+        memory.release(os.getpid())
+    assert not memory.groups_of(os.getpid())

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 from fake_submissions import make_class
 
-from nicelab.grader import report, shard
+from nicelab.grader import integrity, report, shard
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = report.Points({"coupling": 20.0, "model": 10.0})
+KEY = b"k" * 64  # the grading key the fake parts are signed with
 
 
 def test_parse():
@@ -44,7 +45,10 @@ def document(names, index=None, count=None, class_names=None, **options) -> dict
     if index:
         subs = [(n, Path(n)) for n in class_names]
         doc["options"]["shard"] = shard.options(subs, index, count)
-    doc["submissions"] = [{"name": n, "points": 1.0, "stages": []} for n in names]
+    doc["settings"] = {"points": "1" * 64, "digest": "0" * 64}
+    rows = [report.submission_row(n, f"/class/{n}", [], ("coupling", "model"), POINTS, settings="0" * 64)
+            for n in names]
+    doc["submissions"] = [integrity.sign_row(row, KEY) for row in rows]
     return doc
 
 
@@ -64,14 +68,20 @@ def parts(tmp_path, count=2, **options) -> list[Path]:
     return [write(tmp_path, f"part-{i}.json", doc) for i, doc in enumerate(docs, start=1)]
 
 
+def merge(paths: list[Path]) -> dict:
+    """The merge of ``paths``, their rows checked with the parts' key."""
+    return shard.merge(paths, KEY)
+
+
 def test_merge_joins_the_parts_in_name_order(tmp_path):
     paths = parts(tmp_path, 3)
-    merged = shard.merge(list(reversed(paths)))
+    merged = shard.merge(list(reversed(paths)), KEY)
     assert [row["name"] for row in merged["submissions"]] == CLASS
     assert "shard" not in merged["options"]
     single = document(CLASS)
     assert merged["options"] == single["options"] and merged["points"] == single["points"]
     assert list(merged) == list(single)  # the same keys in the same order as one run's file
+    assert "warnings" not in merged  # verified: nothing to warn about
 
 
 def test_merge_refuses_parts_that_do_not_belong_together(tmp_path):
@@ -79,32 +89,64 @@ def test_merge_refuses_parts_that_do_not_belong_together(tmp_path):
     (tmp_path / "x").mkdir()
     other_stages = parts(tmp_path / "x", stages=["coupling"])
     with pytest.raises(shard.MergeError, match="other options.*stages"):
-        shard.merge([one, other_stages[1]])
+        merge([one, other_stages[1]])
     doc = json.loads(two.read_text())
     doc["points"]["stages"]["model"] = 99.0
     with pytest.raises(shard.MergeError, match="other points"):
-        shard.merge([one, write(tmp_path, "points.json", doc)])
+        merge([one, write(tmp_path, "points.json", doc)])
     with pytest.raises(shard.MergeError, match="share 2/2 is missing"):
-        shard.merge([one])
+        merge([one])
     with pytest.raises(shard.MergeError, match="both share 1/2"):
-        shard.merge([one, one])
+        merge([one, one])
     unfinished = json.loads(two.read_text())
     unfinished["submissions"].pop()
     with pytest.raises(shard.MergeError, match="finish it"):
-        shard.merge([one, write(tmp_path, "unfinished.json", unfinished)])
+        merge([one, write(tmp_path, "unfinished.json", unfinished)])
     plain = document(CLASS)
     with pytest.raises(shard.MergeError, match="not graded with --shard"):
-        shard.merge([one, write(tmp_path, "plain.json", plain)])
+        merge([one, write(tmp_path, "plain.json", plain)])
     other_class = document(["ann", "bob"], 2, 2, [*CLASS, "zed"])
     with pytest.raises(shard.MergeError, match="another class"):
-        shard.merge([one, write(tmp_path, "other.json", other_class)])
+        merge([one, write(tmp_path, "other.json", other_class)])
     jobs = json.loads(two.read_text())
     jobs["options"]["jobs"] = 16  # how many at a time on one machine is not an option of the grading
-    assert len(shard.merge([one, write(tmp_path, "jobs.json", jobs)])["submissions"]) == len(CLASS)
+    assert len(merge([one, write(tmp_path, "jobs.json", jobs)])["submissions"]) == len(CLASS)
 
 
-def nicelab(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+def test_merge_checks_every_signature_and_names_the_forged_rows(tmp_path):
+    one, two = parts(tmp_path)
+    doc = json.loads(two.read_text())
+    doc["submissions"][0]["points"] = 99.0  # a forged mark, after grading
+    forged = write(tmp_path, "forged.json", doc)
+    with pytest.raises(shard.MergeError, match=r"forged\.json, bob: signature does not match"):
+        merge([one, forged])
+    with pytest.raises(shard.MergeError, match="another key") as refused:
+        shard.merge([one, two], b"x" * 64)  # graded with one key, merged with another
+    assert all(name in str(refused.value) for name in CLASS)  # every row is named
+    resigned = json.loads(two.read_text())  # signed, but graded under other settings than its part's
+    resigned["submissions"][1] = integrity.sign_row({**resigned["submissions"][1], "settings": "9" * 64}, KEY)
+    with pytest.raises(shard.MergeError, match="dee: graded under other settings"):
+        merge([one, write(tmp_path, "resigned.json", resigned)])
+    other = json.loads(two.read_text())
+    other["settings"]["points"] = "2" * 64
+    with pytest.raises(shard.MergeError, match="other settings"):
+        merge([one, write(tmp_path, "settings.json", other)])
+
+
+def test_merge_without_the_key_says_it_could_not_verify(tmp_path):
+    one, two = parts(tmp_path)
+    doc = json.loads(two.read_text())
+    doc["submissions"][0]["points"] = 99.0  # not caught without the key...
+    merged = shard.merge([one, write(tmp_path, "forged.json", doc)], None)
+    assert len(merged["submissions"]) == len(CLASS)
+    (warning,) = merged["warnings"]  # ...and the merged file says so
+    assert "NOT verified" in warning and "NICELAB_GRADE_KEY_FILE" in warning
+
+
+def nicelab(*args: str, cwd: Path = ROOT, key: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
+    if key is not None:
+        env["NICELAB_GRADE_KEY_FILE"] = str(key)
     return subprocess.run([sys.executable, "-m", "nicelab.cli", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=1500)
 
@@ -114,6 +156,24 @@ def test_merge_command_refuses_with_one_line(tmp_path):
     done = nicelab("grade", "merge", str(one), "--json", str(tmp_path / "all.json"))
     assert done.returncode == 2 and "share 2/2 is missing" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "all.json").exists()
+
+
+def test_merge_command_verifies_or_says_it_cannot(tmp_path):
+    paths = [str(p) for p in parts(tmp_path)]
+    out = tmp_path / "all.json"
+    (tmp_path / "key").write_bytes(KEY)
+    done = nicelab("grade", "merge", *paths, "--json", str(out), key=tmp_path / "key")
+    assert done.returncode == 0, done.stderr
+    assert "signature checks out" in done.stdout and "warnings" not in json.loads(out.read_text())
+    done = nicelab("grade", "merge", *paths, "--json", str(out), key=tmp_path / "no-key")
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: the rows' signatures were NOT verified" in done.stdout
+    assert "NOT verified" in json.loads(out.read_text())["warnings"][0]
+    assert not (tmp_path / "no-key").exists()  # a merge never makes a key of its own
+    (tmp_path / "key").write_bytes(b"x" * 64)
+    done = nicelab("grade", "merge", *paths, "--json", str(tmp_path / "other.json"), key=tmp_path / "key")
+    assert done.returncode == 2 and "signature does not match" in done.stderr and "ann" in done.stderr
+    assert not (tmp_path / "other.json").exists()
 
 
 #: What differs between two gradings of the same submission: clocks and resource use, and the

@@ -16,6 +16,18 @@ The bundle (Gradescope unpacks it into ``/autograder/source``):
   checks), ``points.toml``, ``nicelab-gradescope.json`` (the settings) and
   ``nicelab-release.toml``.
 
+Gradescope runs the autograder as root, beside the results file and the hidden checks, so the
+student's code never runs as root: as in ``nicelab grade`` the checks decide in the worker and
+each stage's module answers from a child process, here in bubblewrap where the container allows
+it (:func:`nicelab.grader.sandbox.check_available`), else as the unprivileged user
+``nicelab-student`` that ``setup.sh`` creates (:class:`~nicelab.grader.process.Plan`'s ``uid``).
+Before grading, :func:`lock_down` makes ``hidden/`` and ``solutions/`` root's alone (0700), the
+bundle read-only to others and the results folder root's (0700); every process of that user is
+killed before ``results.json`` is written. The settings' ``isolation`` (or
+``$NICELAB_GRADESCOPE_ISOLATION``) picks ``auto`` (the default: the sandbox, else the user),
+``user``, ``sandbox`` or ``none`` (nothing between the code and the grader: trusted code only);
+``$NICELAB_STUDENT_UID`` replaces the user's uid.
+
 ``AUTOGRADER_ROOT`` replaces ``/autograder`` everywhere, so the bundle runs on any machine.
 """
 
@@ -23,6 +35,8 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
+import stat
 import sys
 import time
 import zipfile
@@ -35,11 +49,13 @@ from nicelab.core.atomic import atomic_path
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import batch, released
+from nicelab.grader import batch, released, sandbox
 from nicelab.grader.batch import Limits
+from nicelab.grader.process import Plan
 from nicelab.grader.report import format_table, load_points
 from nicelab.grader.runner import stage_of_file
 from nicelab.grader.scores import check_max_scores, check_scores
+from nicelab.grader.student_user import kill_user
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SETTINGS = "nicelab-gradescope.json"
@@ -49,6 +65,14 @@ LEFT_OUT = ("nicelab/cli/commands/bench.py",)
 #: Runtime dependencies, pinned to the installed versions (the ones the bundle was tested with).
 REQUIREMENTS = ("tensorflow", "tensorflow-probability", "tf-keras", "numpy", "matplotlib", "scikit-learn",
                 "pytest")
+#: How the student's code is kept from the grader (module doc), and what forces one.
+ISOLATIONS = ("auto", "user", "sandbox", "none")
+ISOLATION_ENV = "NICELAB_GRADESCOPE_ISOLATION"
+#: The user setup.sh creates to run the student's code; its uid, or $NICELAB_STUDENT_UID.
+STUDENT_USER = "nicelab-student"
+UID_ENV = "NICELAB_STUDENT_UID"
+#: The uid used when that user does not exist (only if no account has it).
+FALLBACK_UID = 61234
 
 
 @dataclass
@@ -83,9 +107,11 @@ def _package_files(source: Path) -> list[Path]:
 
 def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] = (),
                  points_file: Path | None = None, timeout: float = 1200.0, memory_mb: int = 3072,
-                 source: Path = PROJECT_ROOT) -> Bundle:
+                 source: Path = PROJECT_ROOT, isolation: str = "auto") -> Bundle:
     """Write the autograder zip ``out`` grading stages 1 to ``open_stage`` (see the module doc)."""
     open_stage = released.check_open_stage(open_stage)
+    if isolation not in ISOLATIONS:
+        raise ValueError(f"isolation is one of {', '.join(ISOLATIONS)}; saw {isolation!r}.")
     Limits(timeout=timeout, memory_mb=memory_mb)  # the same checks of the limits as nicelab grade
     points = load_points(points_file)
     out = Path(out)
@@ -115,7 +141,7 @@ def write_bundle(out: str | Path, open_stage: int = 5, extra_checks: list[Path] 
     entries[released.FILENAME] = f"open_stage = {open_stage}\n".encode()
     settings = {"nicelab_version": __version__, "open_stage": open_stage,
                 "stages": list(STAGE_NAMES[:open_stage]), "hidden_checks": hidden, "timeout": timeout,
-                "memory_mb": memory_mb}
+                "memory_mb": memory_mb, "isolation": isolation}
     entries[SETTINGS] = (json.dumps(settings, indent=1) + "\n").encode()
     entries["requirements.txt"] = requirements().encode()
     for script in ("setup.sh", "run_autograder"):
@@ -167,24 +193,96 @@ def failure(reason: str) -> dict:
     return {"score": 0, "output": f"The autograder failed: {reason}. Tell your instructor.", "tests": []}
 
 
+def student_uid() -> int:
+    """The uid the student's code runs as: ``$NICELAB_STUDENT_UID``, else the user setup.sh
+    creates, else :data:`FALLBACK_UID` when no account has it."""
+    if os.environ.get(UID_ENV):
+        return int(os.environ[UID_ENV])
+    try:
+        return pwd.getpwnam(STUDENT_USER).pw_uid
+    except KeyError:
+        pass
+    try:
+        owner = pwd.getpwuid(FALLBACK_UID).pw_name
+    except KeyError:
+        return FALLBACK_UID
+    raise RuntimeError(f"no user {STUDENT_USER} (setup.sh creates it), and uid {FALLBACK_UID} is {owner}'s.")
+
+
+def isolation_plan(mode: str, scratch_mb: int) -> Plan:
+    """The plan for ``mode`` (:data:`ISOLATIONS`): ``auto`` is the sandbox where bubblewrap
+    works, else the student's user when the grader is root (always on Gradescope), else none."""
+    if mode not in ISOLATIONS:
+        raise ValueError(f"isolation is one of {', '.join(ISOLATIONS)}; saw {mode!r}.")
+    if mode in ("auto", "sandbox"):
+        try:
+            return Plan(sandbox.check_available(), scratch_mb)
+        except sandbox.SandboxUnavailable:
+            if mode == "sandbox":
+                raise
+    if mode == "user" or (mode == "auto" and os.geteuid() == 0):
+        return Plan(None, scratch_mb, uid=student_uid())
+    return Plan(None, scratch_mb)
+
+
+def _without_write_for_others(path: Path) -> None:
+    """Take the group's and others' write permission from ``path`` (and all it holds)."""
+    for base, _, files in os.walk(path):  # never follows symbolic links
+        for entry in (base, *(os.path.join(base, name) for name in files)):
+            mode = os.lstat(entry).st_mode
+            if mode & 0o022 and not stat.S_ISLNK(mode):
+                os.chmod(entry, stat.S_IMODE(mode) & ~0o022)
+
+
+def lock_down(root: Path, source: Path, settings: dict) -> None:
+    """What the student's code (another user) must not reach: the hidden checks and the
+    references (0700, root's), the bundle and the root folder for writing, the results folder."""
+    os.chmod(root, stat.S_IMODE(os.stat(root).st_mode) & ~0o022)
+    _without_write_for_others(source)
+    for folder in (source / "solutions", *(source / hidden for hidden in settings["hidden_checks"])):
+        if folder.is_dir():
+            os.chmod(folder, 0o700)
+    results_dir = root / "results"
+    os.chown(results_dir, 0, 0)
+    os.chmod(results_dir, 0o700)
+
+
+def _grade(root: Path, plan_box: list[Plan]) -> dict:
+    """Grade ``root/submission`` with the bundle's settings: the results document."""
+    settings = json.loads((PROJECT_ROOT / SETTINGS).read_text())
+    submission = root / "submission"
+    if not submission.is_dir():
+        raise FileNotFoundError(f"no submission folder at {submission}")
+    limits = batch.Limits(timeout=settings["timeout"], memory_mb=settings["memory_mb"])
+    mode = os.environ.get(ISOLATION_ENV) or settings.get("isolation", "auto")
+    plan = isolation_plan(mode, limits.scratch_mb)
+    plan_box.append(plan)
+    how = "in the sandbox" if plan.sandboxed else f"as uid {plan.uid}" if plan.uid else "WITHOUT isolation"
+    print(f"nicelab: the submission's code runs {how}", flush=True)
+    if plan.uid is not None:
+        lock_down(root, PROJECT_ROOT, settings)
+        kill_user(plan.uid)  # none should be left from an earlier run
+    hidden = [str(PROJECT_ROOT / folder) for folder in settings["hidden_checks"]]
+    row = batch.grade_submission("submission", submission, tuple(settings["stages"]), hidden, limits,
+                                 load_points(PROJECT_ROOT / "points.toml"), threads=os.cpu_count() or 1,
+                                 plan=plan)
+    return results(row)
+
+
 def main() -> int:
     """Grade ``$AUTOGRADER_ROOT/submission`` (default ``/autograder``) into its results file."""
     root = Path(os.environ.get("AUTOGRADER_ROOT", "/autograder"))
     target = root / "results" / "results.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
+    plans: list[Plan] = []
     try:
-        settings = json.loads((PROJECT_ROOT / SETTINGS).read_text())
-        submission = root / "submission"
-        if not submission.is_dir():
-            raise FileNotFoundError(f"no submission folder at {submission}")
-        limits = batch.Limits(timeout=settings["timeout"], memory_mb=settings["memory_mb"])
-        hidden = [str(PROJECT_ROOT / folder) for folder in settings["hidden_checks"]]
-        row = batch.grade_submission("submission", submission, tuple(settings["stages"]), hidden, limits,
-                                     load_points(PROJECT_ROOT / "points.toml"), threads=os.cpu_count() or 1)
-        document = results(row)
+        document = _grade(root, plans)
     except Exception as err:  # noqa: BLE001 - whatever happens, Gradescope gets a results file
         document = failure(f"{type(err).__name__}: {err}")
+    uid = plans[0].uid if plans else None
+    if uid is not None and not kill_user(uid):  # nothing of the student's runs once results exist
+        document = failure(f"processes of the student's code (uid {uid}) could not be stopped")
     document.setdefault("execution_time", round(time.monotonic() - start))
     target.write_text(json.dumps(document, indent=1) + "\n")
     print(document["output"])

@@ -29,6 +29,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get(ENV_VAR) or PROJECT_ROOT / ".nicelab-cache")
 
 
+def fixture_dir() -> Path:
+    """``fixtures/`` in :func:`cache_dir`: the reference models the checks train (never a
+    submission's run), the one part of the cache a sandbox sees (:mod:`nicelab.grader.sandbox`)."""
+    return cache_dir() / "fixtures"
+
+
 def _encode(part) -> bytes:
     """One part of a key as bytes: bytes as they are, an array's raw data, a dataclass as its
     fields, anything else as sorted JSON."""

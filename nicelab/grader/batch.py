@@ -40,12 +40,16 @@ How one submission is graded, and how the limits are enforced:
   out, out of memory), the rest of that stage is not run, and a fresh worker grades the stages
   left while the time budget lasts.
 * Every row is signed with the instructor's key (:mod:`nicelab.grader.integrity`); a resumed
-  batch grades again a row whose signature does not match. Messages lose their control
-  characters; CSV cells their formula prefixes.
+  batch grades again a row whose signature does not match. Every row also carries (signed) the
+  digest of the batch's settings (:func:`settings`: points, limits, stages, sandbox, the public
+  and hidden checks' files, the nicelab version); a resumed batch grades again a row graded
+  under other settings. Every text of a row is cleaned (control characters removed, what
+  cannot be encoded escaped); CSV cells lose their formula prefixes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -54,10 +58,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from nicelab.core.course import STAGE_NAMES
+from nicelab.core.course import STAGE_NAMES, VERSION
 from nicelab.grader import integrity, report, sandbox
 from nicelab.grader import shard as sharding
 from nicelab.grader.process import Interrupted, Limits, Plan
+from nicelab.grader.runner import CHECKS_DIR
 from nicelab.grader.submission import (
     NO_SANDBOX_WARNING,
     collect_checks,
@@ -66,7 +71,7 @@ from nicelab.grader.submission import (
     grade_submission,
 )
 
-__all__ = ["Limits", "grade_class", "grade_submission", "load_results"]
+__all__ = ["Limits", "grade_class", "grade_submission", "load_results", "settings"]
 
 
 def load_results(path: Path) -> dict | None:
@@ -93,12 +98,49 @@ def _check_arguments(extra_dirs: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _options(root, stages, extra_dirs, jobs: int, use_sandbox: bool, limits: Limits) -> dict:
-    """The batch's options, as the results file records them."""
-    return {"submissions_dir": str(Path(root).resolve()), "stages": list(stages),
-            "extra_checks": list(extra_dirs), "jobs": jobs, "sandbox": use_sandbox,
-            "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
-                       "output_kb": limits.output_kb, "file_mb": limits.file_mb,
-                       "scratch_mb": limits.scratch_mb}}
+    """The batch's options, as the results file records them (every text cleaned, as in a row)."""
+    return integrity.clean_value({
+        "submissions_dir": str(Path(root).resolve()), "stages": list(stages),
+        "extra_checks": list(extra_dirs), "jobs": jobs, "sandbox": use_sandbox,
+        "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb,
+                   "check_timeout": limits.check_timeout, "output_kb": limits.output_kb,
+                   "file_mb": limits.file_mb, "scratch_mb": limits.scratch_mb}})
+
+
+def _digest(value: object) -> str:
+    """SHA-256 (hex) of ``value`` as sorted JSON."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def settings(points: report.Points, options: dict) -> dict[str, str]:
+    """What a row must have been graded with to be kept on a resume, beyond its own files: a
+    digest of each part (the points, the limits, the stages, the sandbox setting, the public
+    checks' files, the hidden checks' files, the nicelab version) and of them all
+    (``"digest"``, which every row carries, signed). The checks a batch expects are collected
+    from these files, so a changed set of checks changes the digest. ``options["jobs"]`` is
+    not part of it: how many submissions run at once changes no verdict."""
+    parts = {
+        "points": _digest({"stages": points.stages, "partial_credit": points.partial_credit}),
+        "limits": _digest(options["limits"]), "stages": _digest(options["stages"]),
+        "sandbox": _digest(options["sandbox"]), "checks": fingerprint(CHECKS_DIR),
+        "hidden_checks": _digest([fingerprint(Path(d)) for d in options["extra_checks"]]),
+        "nicelab": _digest(VERSION),
+    }
+    return {**parts, "digest": _digest(parts)}
+
+
+def _row_names(subs: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """The submissions under names a row can hold: cleaned (:func:`integrity.clean_text`: a
+    folder name with control characters or undecodable bytes), never empty, each unique (a
+    cleaned name already taken gets a digest of the folder's raw name)."""
+    named, taken = [], set()
+    for name, folder in subs:
+        clean = integrity.clean_text(name)
+        if not clean or clean in taken:
+            clean = f"{clean}~{hashlib.sha256(os.fsencode(name)).hexdigest()[:8]}"
+        taken.add(clean)
+        named.append((clean, folder))
+    return named
 
 
 def _new_document(points: report.Points, options: dict, previous: dict | None,
@@ -110,6 +152,7 @@ def _new_document(points: report.Points, options: dict, previous: dict | None,
         log("WARNING: " + NO_SANDBOX_WARNING)
     if previous:
         document["created"] = previous.get("created", document["created"])
+    document["settings"] = settings(points, options)
     return document
 
 
@@ -131,6 +174,30 @@ def _authentic_rows(previous: dict | None, key: bytes, json_path: Path,
     return rows
 
 
+#: How the log names the parts of :func:`settings`.
+_SETTINGS_LABELS = {"sandbox": "sandbox setting", "checks": "public checks", "hidden_checks": "hidden checks",
+                    "nicelab": "nicelab version"}
+
+
+def _current_rows(rows: dict[str, dict], previous: dict | None, now: dict[str, str],
+                  log: Callable[[str], None]) -> dict[str, dict]:
+    """The rows graded under this batch's settings (``now``); the others are dropped (their
+    submissions are graded again), with a line that says how many, which, and what changed."""
+    stale = sorted(name for name, row in rows.items() if row.get("settings") != now["digest"])
+    if not stale:
+        return rows
+    before = (previous or {}).get("settings")
+    before = before if isinstance(before, dict) else {}
+    changed = [_SETTINGS_LABELS.get(part, part) for part in now
+               if part != "digest" and before.get(part) != now[part]]
+    what = ", ".join(changed) if before and changed else "settings (points, limits or checks)"
+    names = ", ".join(integrity.clean_text(n)[:60] for n in stale[:10])
+    more = f" and {len(stale) - 10} more" if len(stale) > 10 else ""
+    log(f"  {len(stale)} of the earlier rows were graded with other {what} than this batch's: "
+        f"graded again ({names}{more})")
+    return {name: row for name, row in rows.items() if name not in stale}
+
+
 def _to_grade(subs: list[tuple[str, Path]], rows: dict[str, dict], options: dict) -> list[tuple[str, Path]]:
     """The submissions not already graded, unchanged, with the same stages, hidden checks,
     and sandbox setting."""
@@ -149,7 +216,7 @@ def _to_grade(subs: list[tuple[str, Path]], rows: dict[str, dict], options: dict
 def _log_start(todo: int, skipped: int, root, jobs: int, use_sandbox: bool, json_path: Path,
                log: Callable[[str], None]) -> None:
     note = f" ({skipped} already graded in {json_path}: skipped; --regrade grades them again)"
-    log(f"grading {todo} submissions from {root}, {jobs} at a time"
+    log(f"grading {todo} submissions from {integrity.clean_text(str(root))}, {jobs} at a time"
         + ("" if use_sandbox else " WITHOUT the sandbox") + (note if skipped else ""))
 
 
@@ -183,6 +250,7 @@ class _Results:
     def __init__(self, document: dict, rows: dict[str, dict], key: bytes, json_path: Path,
                  csv_path: Path | None, log: Callable[[str], None]):
         self.document, self.rows, self.key = document, rows, key
+        self.settings = document["settings"]["digest"]
         self.json_path, self.csv_path, self.log = json_path, csv_path, log
         self.lock = threading.Lock()
 
@@ -193,6 +261,7 @@ class _Results:
 
     def save(self, row: dict) -> None:
         with self.lock:
+            row["settings"] = self.settings  # signed with the rest: what it was graded under
             self.rows[row["name"]] = integrity.sign_row(row, self.key)
             self.document["submissions"] = [self.rows[k] for k in sorted(self.rows)]
             self.document["updated"] = report.now()
@@ -208,8 +277,9 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                 use_sandbox: bool = True) -> dict:
     """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
     results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
-    results file, unchanged, graded with the same stages, hidden checks and sandbox setting, and
-    whose row still carries the grader's own signature, are skipped unless ``regrade``.
+    results file, unchanged, graded with the same settings (:func:`settings`: points, limits,
+    stages, sandbox, public and hidden checks) and hidden checks' folders, and whose row still
+    carries the grader's own signature, are skipped unless ``regrade``.
 
     ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.shard`).
     ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.sandbox`); a
@@ -221,7 +291,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     points = points or report.load_points()
     jobs = max(1, jobs or os.cpu_count() or 1)
     bwrap = sandbox.check_available() if use_sandbox else None
-    subs = find_submissions(root)
+    subs = _row_names(find_submissions(root))
     key = integrity.grading_key()
     options = _options(root, stages, extra_dirs, jobs, use_sandbox, limits)
     if shard:
@@ -229,7 +299,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
         subs = sharding.share(subs, *shard)
     previous = None if regrade else load_results(json_path)
     document = _new_document(points, options, previous, log)
-    rows = _authentic_rows(previous, key, json_path, log)
+    rows = _current_rows(_authentic_rows(previous, key, json_path, log), previous, document["settings"], log)
     document["submissions"] = [rows[k] for k in sorted(rows)]
     todo = _to_grade(subs, rows, options)
     _log_start(len(todo), len(subs) - len(todo), root, jobs, use_sandbox, json_path, log)

@@ -10,6 +10,12 @@ and a test is a check (its ``score``: the points the check earned, dealt out by
 :mod:`nicelab.grader.scores` so that they add up exactly). When the results file is missing or
 unreadable (the grading process died) every released stage is reported as an error
 worth 0 points, with the reason.
+
+Signed means checked: where the grading key is at hand (``NICELAB_GRADE_KEY_FILE``, e.g. from
+a repository secret, or the instructor's cache; ``nicelab grade --json`` signs its row with it),
+the row's signature is checked, and a row that does not carry it (edited after grading, or
+unsigned) is reported as an error worth 0 points. Without a key, the reporter says plainly, on
+stderr (the step's log), that the points are the results file's, not verified.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import sys
 from pathlib import Path
 
+from nicelab.grader import integrity
 from nicelab.grader.released import released_stages
 from nicelab.grader.report import load_points
 from nicelab.grader.scores import check_scores
@@ -48,19 +55,42 @@ def error_result(stage: str, max_score: float, reason: str) -> dict:
                        "test_code": "", "filename": "", "line_no": 0, "execution_time": "0s"}]}
 
 
-def results(path: Path) -> dict[str, dict]:
-    """stage -> the reporter's object, from the results file ``path`` of ``nicelab grade --json``."""
+def signature_note(row: dict, key: bytes | None) -> tuple[bool, str]:
+    """``(trusted, note)``: whether the row's points may be reported, and a sentence for the log
+    on its signature (checked with ``key``; not verified without one)."""
+    if key is None:
+        return True, (f"the results were NOT verified: no grading key here ({integrity.key_file()}; set "
+                      "NICELAB_GRADE_KEY_FILE to check the row's signature): the points are what the "
+                      "results file says.")
+    if integrity.row_is_authentic(row, key):
+        return True, "the results' signature matches the grading key: verified."
+    return False, ("the results file's row does not carry the grading key's signature (edited after "
+                   "grading, or graded without the key): no points are reported.")
+
+
+def _failed(reason: str) -> dict[str, dict]:
+    points = load_points()
+    return {s: error_result(s, points.of(s), reason) for s in released_stages()}
+
+
+def results(path: Path, key: bytes | None = None) -> tuple[dict[str, dict], str]:
+    """``(stage -> the reporter's object, a note on the row's signature)``, from the results
+    file ``path`` of ``nicelab grade --json``, its row checked with the grading ``key``."""
     try:
         document = json.loads(Path(path).read_text())
         row = document["submissions"][0]
-        return {stage["stage"]: stage_result(stage) for stage in row["stages"]}
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as err:
-        points = load_points()
-        reason = f"grading did not finish ({type(err).__name__}: {err}); see the step's log."
-        return {s: error_result(s, points.of(s), reason) for s in released_stages()}
+        trusted, note = signature_note(row, key)
+        if not trusted:
+            return _failed(integrity.clean_text(note)), note
+        return {stage["stage"]: stage_result(stage) for stage in row["stages"]}, note
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        reason = integrity.clean_text(f"grading did not finish ({type(err).__name__}: {err}); "
+                                      "see the step's log.")
+        return _failed(reason), reason
 
 
 def encode(result: dict) -> str:
+    """One step output's value: base64 of the runner's JSON (escaped: always encodable)."""
     return base64.b64encode(json.dumps(result).encode()).decode()
 
 
@@ -71,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="append NAME=VALUE lines here (GitHub's $GITHUB_OUTPUT); "
                                                     "default: print them")
     args = parser.parse_args(argv)
-    by_stage = results(args.results)
+    by_stage, note = results(args.results, integrity.existing_key())
+    print(f"nicelab: {integrity.clean_text(note)}", file=sys.stderr)
     lines = "".join(f"{stage}={encode(result)}\n" for stage, result in by_stage.items())
     if args.output:
         with open(args.output, "a") as handle:

@@ -2,11 +2,12 @@
 
 Stages 4 and 5 are graded on top of the reference stages 1-3, so the model they need is the
 same for every student: ``trained_reference("digits")`` trains it once with a small, seeded,
-fast config and caches its weights under ``.nicelab-cache/`` in the project (or
-``$NICELAB_CACHE``). The cache key hashes the reference sources of stages 1-3, nicelab's data
-and training modules, the config, the data name and the TensorFlow version, so a changed
-reference never reuses a stale model. A cold cache (a fresh clone) just trains again; the
-files are written atomically, so parallel runs cannot read half a file.
+fast config and caches its weights under ``.nicelab-cache/fixtures/`` in the project (or
+``$NICELAB_CACHE/fixtures/``: the only part of the cache a sandbox sees). The cache key
+hashes the reference sources of stages 1-3, nicelab's data and training modules, the config,
+the data name and the TensorFlow version, so a changed reference never reuses a stale model.
+A cold cache (a fresh clone) just trains again; the files are written atomically, so parallel
+runs cannot read half a file.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def _save_atomically(model, path: Path) -> None:
 
     with atomic_path(path, suffix=".npz") as tmp:
         save_weights(model, tmp)
+        os.chmod(tmp, 0o644)  # a reference model, no secret: readable by the sandbox's unprivileged user
 
 
 @functools.cache
@@ -122,7 +124,7 @@ def trained_reference(data_name: str):
     config = CONFIGS[data_name]
     data = data_mod.load(data_name)
     modules = {stage: importlib.import_module(f"solutions.{stage}") for stage in TRAINED_STAGES}
-    path = cache_dir() / f"{data_name}-{cache_key(data_name, config)}.npz"
+    path = cache.fixture_dir() / f"{data_name}-{cache_key(data_name, config)}.npz"
     for candidate in (path, shipped_path(data_name)):
         if not candidate.exists():
             continue

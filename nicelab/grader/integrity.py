@@ -4,8 +4,11 @@
   of its content under a key kept outside the results (``grading_key``: a private file in the
   instructor's cache folder, never mounted into the sandbox). A resumed batch trusts a row
   only when its signature matches; a row edited after the fact is graded again.
-* :func:`clean_text`: control characters (ANSI escape sequences included) removed from anything
-  a submission can influence before it reaches the results or the instructor's terminal.
+* :func:`clean_text` / :func:`clean_value`: control characters (ANSI escape sequences included)
+  and bidirectional overrides removed from anything a submission can influence before it
+  reaches the results or the instructor's terminal, and what cannot be encoded (a lone
+  surrogate such as ``"\\ud800"``) written as a backslash escape: every text of a row can be
+  printed and written as UTF-8.
 * :func:`csv_cell`: a spreadsheet formula guard for CSV cells (``= + - @`` at the start).
 * :func:`reference_similarity`: how close a submission's stage module is to the shipped
   reference, with comments, docstrings, layout and names normalised away.
@@ -25,6 +28,7 @@ import re
 import secrets
 import tokenize
 from pathlib import Path
+from typing import Any
 
 KEY_ENV = "NICELAB_GRADE_KEY_FILE"
 #: A stage module at least this similar to the reference is flagged in its row.
@@ -42,6 +46,16 @@ def key_file() -> Path:
         return Path(os.environ[KEY_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "nicelab" / "grade-key"
+
+
+def existing_key() -> bytes | None:
+    """The instructor's signing key if there is one here (never creates one): what a merge or a
+    reporter verifies rows with; None when this machine has no key."""
+    try:
+        key = key_file().read_bytes().strip()
+    except OSError:
+        return None
+    return key if len(key) >= 32 else None
 
 
 def grading_key() -> bytes:
@@ -73,6 +87,7 @@ def sign_row(row: dict, key: bytes) -> dict:
 
 
 def row_is_authentic(row: dict, key: bytes) -> bool:
+    """True when ``row`` carries the signature ``key`` gives its content (it was not edited)."""
     signature = row.get("signature")
     if not isinstance(signature, str):
         return False
@@ -81,11 +96,25 @@ def row_is_authentic(row: dict, key: bytes) -> bool:
 
 def clean_text(text: str) -> str:
     """``text`` without ANSI escape sequences, other control characters (newlines and tabs are
-    kept) and bidirectional overrides."""
-    return _CONTROL.sub("", _ANSI.sub("", text))
+    kept) and bidirectional overrides; what UTF-8 cannot encode (lone surrogates) becomes a
+    backslash escape (``"\\ud800"``), so that the text can always be printed and written."""
+    text = _CONTROL.sub("", _ANSI.sub("", text))
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def csv_cell(value):
+def clean_value(value: Any) -> Any:
+    """``value`` (JSON data: dicts, lists, strings, numbers) with :func:`clean_text` applied to
+    every string in it, dictionary keys included."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {clean_text(k) if isinstance(k, str) else k: clean_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_value(v) for v in value]
+    return value
+
+
+def csv_cell(value: object) -> object:
     """A CSV cell that a spreadsheet shows as text: strings starting with ``= + - @`` (or a tab
     or carriage return) get a leading apostrophe."""
     if isinstance(value, str) and value.startswith(_FORMULA):

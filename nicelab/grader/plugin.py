@@ -75,8 +75,9 @@ def pytest_addoption(parser):
 
 
 #: Settings of remote grading that are not options (set by the grading worker): the sandbox's
-#: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary.
-REMOTE: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None}
+#: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary, the user the
+#: child runs as (without the sandbox, from a root grader: Gradescope).
+REMOTE: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None}
 #: stage -> the client of the process running that stage's graded module (remote grading).
 CLIENTS: dict[str, remote.Client] = {}
 _FOLDERS: list[str] = []
@@ -288,7 +289,8 @@ def load_remote(graded: str, stage: str, mode: str):
         _FOLDERS.append(folder)
         solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
         view = sandbox.View(solutions, path, int(REMOTE["scratch_mb"]))
-    client = remote.Client(path, stage, view, threads=int(REMOTE["threads"]), bwrap=REMOTE["bwrap"])
+    client = remote.Client(path, stage, view, threads=int(REMOTE["threads"]), bwrap=REMOTE["bwrap"],
+                           uid=REMOTE.get("uid"))
     CLIENTS[stage] = client
     remote.activate(client)
     status = client.load()

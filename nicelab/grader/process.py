@@ -22,7 +22,9 @@ from pathlib import Path
 
 import psutil
 
+from nicelab.grader import memory
 from nicelab.grader.runner import CheckResult
+from nicelab.grader.student_user import kill_user, user_processes
 
 POLL_S = 0.1
 #: The most a worker may write into its event channel, and into one event line.
@@ -47,7 +49,7 @@ class Limits:
     output_kb: int = 256
     file_mb: int = 1024
     check_timeout: float | None = None  # wall time of one check; None: only the submission's limit
-    scratch_mb: int = 256  # the sandbox's private /tmp (a tmpfs: its files count against no other limit)
+    scratch_mb: int = 256  # the sandbox's private /tmp (a tmpfs; its files count as memory in a cgroup)
 
     def __post_init__(self):
         if not self.timeout > 0:
@@ -93,21 +95,30 @@ def _group(proc: psutil.Process) -> int | None:
         return None
 
 
-def _rss(procs) -> int:
-    total = 0
+def _rss(procs, groups=()) -> int:
+    """The memory ``procs`` hold: their resident pages and what no resident set shows (memfd
+    files, System V segments nobody attaches, tmpfs files: :mod:`nicelab.grader.memory`). With
+    ``groups``, the memory cgroups they run in, the shared memory is the groups' (each page
+    once); without, the fallback adds the memfd files they hold and their detached segments."""
+    total, pids = 0, []
     for proc in procs:
         try:
-            total += proc.memory_info().rss
-        except psutil.Error:
+            private, shared = memory.process_bytes(proc.pid)
+        except (OSError, ValueError):
             continue  # it ended between the listing and the reading
-    return total
+        pids.append(proc.pid)
+        total += private if groups else private + shared
+    if groups:
+        return total + sum(memory.shared_bytes(group) for group in groups)
+    return total + memory.memfd_bytes(pids) + memory.sysv_bytes(pids)
 
 
 def tree_usage(root: int, pgid: int | None = None, without_root: bool = False) -> tuple[int, int]:
     """``(resident bytes, processes)`` of ``root`` and all its descendants (and of the process
     group ``pgid``), from psutil; ``without_root``: the memory of the others only. In the sandbox
     every process of the submission descends from bwrap: its PID namespace's first process adopts
-    the orphans of ``setsid`` and double forks."""
+    the orphans of ``setsid`` and double forks; the sandboxes ``root`` started run in memory
+    cgroups of their own where the machine has them (:func:`nicelab.grader.memory.groups_of`)."""
     procs: dict[int, psutil.Process] = {}
     try:
         top = psutil.Process(root)
@@ -117,7 +128,7 @@ def tree_usage(root: int, pgid: int | None = None, without_root: bool = False) -
     if pgid is not None:
         procs.update((proc.pid, proc) for proc in psutil.process_iter() if _group(proc) == pgid)
     counted = [proc for pid, proc in procs.items() if not (without_root and pid == root)]
-    return _rss(counted), len(procs)
+    return _rss(counted, memory.groups_of(root)), len(procs)
 
 
 def _kill_group(pgid: int) -> None:
@@ -209,6 +220,8 @@ def worker_command(impl: str, stages: list[str], extra_dirs: list[str], limits: 
                     "--scratch-mb", str(plan.scratch_mb)]
         if plan.bwrap:
             command += ["--bwrap", plan.bwrap]
+        if plan.uid is not None:
+            command += ["--child-uid", str(plan.uid)]
     for extra in extra_dirs:
         command += ["--extra-checks", extra]
     return command
@@ -217,10 +230,26 @@ def worker_command(impl: str, stages: list[str], extra_dirs: list[str], limits: 
 @dataclass
 class Plan:
     """How the batch runs its workers: each stage's graded module in a child process that
-    answers the checks' requests, in the bubblewrap sandbox when ``bwrap`` is set."""
+    answers the checks' requests, in the bubblewrap sandbox when ``bwrap`` is set, or as the
+    unprivileged user ``uid`` when that is set (Gradescope without bubblewrap; the grader must
+    be root: it starts the child as that user, counts every process of that user against the
+    limits and kills them all when a worker ends)."""
 
     bwrap: str | None
     scratch_mb: int = 256
+    uid: int | None = None
+
+    def __post_init__(self):
+        if self.uid is None:
+            return
+        if isinstance(self.uid, bool) or not isinstance(self.uid, int) or self.uid <= 0:
+            raise ValueError(f"the student's code runs as an unprivileged user: its uid must be a positive "
+                             f"integer, never root's 0; saw {self.uid!r}.")
+        if self.bwrap is not None:
+            raise ValueError("give the plan either bwrap (the sandbox has its own user) or a uid, not both.")
+        if os.geteuid() != 0:
+            raise PermissionError(f"running the student's code as uid {self.uid} needs a grader running as "
+                                  f"root (this one runs as uid {os.geteuid()}).")
 
     @property
     def sandboxed(self) -> bool:
@@ -251,10 +280,22 @@ def kill_tree(pid: int) -> None:
             proc.kill()
 
 
+def _usage(proc: subprocess.Popen, uid: int | None) -> tuple[int, int]:
+    """``(resident bytes, processes)`` of the submission: the worker's descendants (its own
+    memory is the grader's) and, with a ``uid``, every process of that user too, wherever it
+    is (a double fork or ``setsid`` leaves the tree, never the user). Every descendant of the
+    worker then runs as that user, so the larger count covers both without counting twice."""
+    rss, count = tree_usage(proc.pid, proc.pid, without_root=True)
+    if uid is not None:
+        users = user_processes(uid)
+        rss, count = max(rss, _rss(users)), max(count, len(users) + 1)
+    return rss, count
+
+
 def _watch(proc: subprocess.Popen, attempt: Attempt, reader: _EventReader, limits: Limits,
-           deadline: float, stop: threading.Event) -> None:
+           deadline: float, stop: threading.Event, uid: int | None = None) -> None:
     """Poll the running worker every :data:`POLL_S` until it ends, or set ``attempt.reason``
-    (and ``note``) at the first limit it breaks."""
+    (and ``note``) at the first limit it breaks (``uid``: the processes of that user count)."""
     limit = limits.memory_mb * 2**20
     while proc.poll() is None:
         if stop.is_set():
@@ -265,7 +306,7 @@ def _watch(proc: subprocess.Popen, attempt: Attempt, reader: _EventReader, limit
         if limits.check_timeout and reader.running_for() > limits.check_timeout:
             attempt.reason, attempt.check_timed_out = "timeout", True
             return
-        rss, count = tree_usage(proc.pid, proc.pid, without_root=True)  # the submission's processes
+        rss, count = _usage(proc, uid)  # the submission's processes
         attempt.peak_rss = max(attempt.peak_rss, rss)
         if rss > limit:
             attempt.reason = "memory_limit"
@@ -286,11 +327,16 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
     """Run one worker process on ``impl`` for ``stages`` until it ends, the ``deadline``
     (time.monotonic) passes, its process tree exceeds the memory limit, or ``stop`` is set.
     With a ``plan``, the graded modules answer from child processes (sandboxed when it says so)."""
+    uid = plan.uid if plan is not None else None
     scratch = workdir / f"scratch-{tag}"
     scratch.mkdir()
+    if uid is not None:
+        os.chmod(scratch, 0o711)  # the student's user passes through to its own folder, lists nothing
     attempt = Attempt()
     events_r, events_w = os.pipe()
     command, env = _worker_process(impl, stages, extra_dirs, limits, threads, plan, events_w)
+    if uid is not None or (plan is not None and plan.sandboxed):  # the children's private folders
+        env["TMPDIR"] = str(scratch)  # (sandbox views) go there, removed with the submission's
     try:
         proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
@@ -302,10 +348,13 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
     drain = _Drain(proc.stdout, limits.output_kb * 1024)
     drain.start()
     try:
-        _watch(proc, attempt, reader, limits, deadline, stop)
+        _watch(proc, attempt, reader, limits, deadline, stop, uid)
     finally:
         kill_tree(proc.pid)  # the children running the submission's code too
+        if uid is not None:  # and whatever they left behind (setsid, double forks)
+            kill_user(uid)
         proc.wait()
+        memory.release(proc.pid)  # the memory cgroups of its sandboxes, once their processes are gone
         drain.join(timeout=2.0)
         reader.join(timeout=2.0)
         with contextlib.suppress(OSError):

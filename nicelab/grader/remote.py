@@ -28,14 +28,16 @@ import builtins
 import contextlib
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import numpy as np
 
-from nicelab.grader import sandbox, wire
+from nicelab.grader import sandbox, student_user, wire
 
 #: How long one request may take by default (a batch enforces its own limits from outside).
 TIMEOUT_S = 900.0
@@ -237,10 +239,11 @@ def _describe(value, arrays: list[np.ndarray]):
 
 class Client:
     """The grader's end of one child process that runs ``impl``'s ``stage`` (in the sandbox
-    described by ``sandbox_view`` when given). ``load()`` loads the module there."""
+    described by ``sandbox_view`` when given; else as the unprivileged user ``uid`` when given,
+    see :mod:`nicelab.grader.student_user`). ``load()`` loads the module there."""
 
     def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = TIMEOUT_S,
-                 threads: int = 0, bwrap: str | None = None):
+                 threads: int = 0, bwrap: str | None = None, uid: int | None = None):
         self.timeout, self.ended = timeout, None
         self._handles: dict[int, Remote] = {}
         to_child_r, self._to_child = os.pipe()
@@ -249,28 +252,34 @@ class Client:
         python = sandbox.python_inside() if sandbox_view else sys.executable
         inner = [python, "-m", "nicelab.grader.child", inner_impl, stage, "--fd-in", str(to_child_r),
                  "--fd-out", str(from_child_w), "--threads", str(threads)]
-        fds = [to_child_r, from_child_w]
+        fds = [to_child_r, from_child_w]  # close_fds: the child inherits no other descriptor
         self._info = None
+        user: dict = {}
         if sandbox_view is not None:
             args_r, args_w = os.pipe()
             info_r, info_w = os.pipe()
             command, options = sandbox.sandbox_command(inner, sandbox_view, max(1, threads), info_w,
                                                        bwrap or sandbox.check_available(), args_r)
-            os.write(args_w, options)
-            os.close(args_w)
             fds += [args_r, info_w]
             self._info = info_r
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        elif uid is not None:
+            command = inner
+            env, base = student_user.child_environment(uid, stage, threads)
+            weakref.finalize(self, shutil.rmtree, base, True)
+            user = {"user": uid, "group": student_user.primary_gid(uid), "extra_groups": [],
+                    "cwd": base / "home"}
         else:
             command = inner
             env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
             env.update(PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2")
         self.proc = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, env=env,
-                                     start_new_session=True)
+                                     start_new_session=True, close_fds=True, **user)
         for fd in fds:
             os.close(fd)
         self._child = None
         if self._info is not None:
+            sandbox.start(self.proc.pid, args_w, options)  # its memory cgroup first, then its options
             self._child = sandbox.read_child_pid(self._info, timeout=60.0)
             os.close(self._info)
 

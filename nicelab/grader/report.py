@@ -37,7 +37,7 @@ from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
 from nicelab.core.table import table_lines
-from nicelab.grader.integrity import clean_text, csv_cell
+from nicelab.grader.integrity import clean_text, clean_value, csv_cell
 from nicelab.grader.runner import CheckResult
 
 SCHEMA_ID = "nicelab-grade/1"
@@ -225,7 +225,9 @@ def summarize(results: list[CheckResult], stages: tuple[str, ...], points: Point
 
 def submission_row(name: str, path: str, results: list[CheckResult], stages: tuple[str, ...],
                    points: Points, **extra) -> dict:
-    """The JSON row of one graded submission (``extra``: status, message, limits' details...)."""
+    """The JSON row of one graded submission (``extra``: status, message, limits' details...).
+    Every text in it is cleaned (:func:`~nicelab.grader.integrity.clean_text`): names, paths,
+    messages, flags and output excerpts can always be printed and written."""
     for result in results:  # nothing a submission prints reaches a terminal or a file raw
         result.message = clean_text(result.message)
     reports = summarize(results, stages, points)
@@ -245,7 +247,7 @@ def submission_row(name: str, path: str, results: list[CheckResult], stages: tup
         first = next((r for r in reports if r.status not in ("passed", "no checks")), None)
         if first is not None:
             row["message"] = f"stage {first.number} ({first.stage}) {first.status_text}: {first.message}"
-    return row
+    return clean_value(row)
 
 
 def now() -> str:
@@ -310,6 +312,7 @@ def format_table(row: dict, width: int | None = None) -> str:
     each stage that does not pass, its first failing check's message and hint."""
     width = width or shutil.get_terminal_size((100, 24)).columns
     align, widths = "<><>", (16, 7, 20, 13)
+    row = clean_value(row)  # a row read from a file may hold anything
     cells = [[f"{st['number']} {st['stage']}", f"{st['passed']}/{st['total']}", st["status_text"],
               f"{st['points']:.1f} / {st['max_points']:g}"] for st in row["stages"]]
     total = ["total", f"{row['checks_passed']}/{row['checks_total']}", "",
@@ -328,7 +331,7 @@ def format_table(row: dict, width: int | None = None) -> str:
 
 def format_class_table(document: dict) -> str:
     """One line per submission: its status, each stage's checks passed, the points, a note."""
-    subs = document["submissions"]
+    subs = clean_value(document["submissions"])  # rows read from a file may hold anything
     stages = [s for s in STAGE_NAMES if any(s == st["stage"] for sub in subs for st in sub["stages"])]
     rows = []
     for sub in subs:

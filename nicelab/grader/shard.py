@@ -5,9 +5,14 @@ The share is deterministic and needs no coordination: the submissions, sorted by
 dealt round-robin (share I holds the I-th, the (I+N)-th, ...), so the shares are as even as
 the class allows and every machine that sees the same folder makes the same cut. Each part
 records its share and a digest of the whole class's names (``options["shard"]``); the merge
-checks that the parts are exactly shares 1 to N of one class, graded with the same options and
-points, each complete, and writes the file one run over the whole class would have written:
-the same options (without the share), points and rows, in name order.
+checks that the parts are exactly shares 1 to N of one class, graded with the same options,
+points and settings, each complete, and writes the file one run over the whole class would have
+written: the same options (without the share), points and rows, in name order.
+
+Signed means checked: with the grading key (``NICELAB_GRADE_KEY_FILE`` or the instructor's
+cache, :func:`nicelab.grader.integrity.existing_key`), the merge refuses rows whose signature
+does not match (edited after grading, or graded with another key), naming them; without one, it
+says so in its output and in the merged file's ``warnings``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import re
 from pathlib import Path
 
 from nicelab.core import cache
-from nicelab.grader import report
+from nicelab.grader import integrity, report
 
 #: Options that may differ between the parts (how many processes each machine ran at once).
 PER_MACHINE = ("jobs",)
@@ -75,52 +80,99 @@ def _differs(first: dict, other: dict) -> str | None:
     return next((k for k in sorted(keys) if first.get(k) != other.get(k)), None)
 
 
-def merge(paths: list[Path]) -> dict:
-    """The results document of the whole class from its parts (see the module docstring)."""
+def _check_part(path: Path, doc: dict, first_path: Path, first: dict, seen: dict[int, Path]) -> None:
+    """Refuse a part that is not another share of the first part's class, cut and settings."""
+    shard, this = first["options"]["shard"], doc["options"]["shard"]
+    count, size = shard["count"], shard["class_size"]
+    if (this["count"], this["class_digest"], this["class_size"]) != (count, shard["class_digest"], size):
+        raise MergeError(f"{path} is a share of another class or cut ({this['index']}/{this['count']} "
+                         f"of {this['class_size']} submissions) than {first_path} "
+                         f"({shard['index']}/{count} of {size}).")
+    if this["index"] in seen:
+        raise MergeError(f"{path} and {seen[this['index']]} are both share {this['index']}/{count}.")
+    seen[this["index"]] = path
+    key = _differs(first["options"], doc["options"])
+    if key:
+        raise MergeError(f"{path} was graded with other options than {first_path}: {key} is "
+                         f"{doc['options'].get(key)!r} there and {first['options'].get(key)!r} here.")
+    if doc["points"]["stages"] != first["points"]["stages"] or \
+            doc["points"]["partial_credit"] != first["points"]["partial_credit"]:
+        raise MergeError(f"{path} was graded with other points than {first_path}.")
+    if doc.get("nicelab_version") != first.get("nicelab_version"):
+        raise MergeError(f"{path} was graded by nicelab {doc.get('nicelab_version')}, {first_path} by "
+                         f"{first.get('nicelab_version')}.")
+    if doc.get("settings") != first.get("settings"):
+        raise MergeError(f"{path} was graded with other settings (points, limits, or the public or hidden "
+                         f"checks' files) than {first_path}.")
+    expected = len(range(this["index"] - 1, size, count))
+    if len(doc["submissions"]) != expected:
+        raise MergeError(f"{path} holds {len(doc['submissions'])} of the {expected} submissions of share "
+                         f"{this['index']}/{count}: finish it (run the same command again; it resumes).")
+
+
+def _names(names: list[str]) -> str:
+    shown = ", ".join(integrity.clean_text(str(n))[:60] for n in names[:20])
+    return shown + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+
+
+def verify(parts: list[tuple[Path, dict]], key: bytes) -> None:
+    """Refuse rows that do not carry ``key``'s signature (edited after grading, or signed with
+    another key), or whose signed settings are not their part's; the message names them all."""
+    bad: list[str] = []
+    for path, doc in parts:
+        digest = (doc.get("settings") or {}).get("digest")
+        forged = [row.get("name", "?") for row in doc["submissions"]
+                  if not integrity.row_is_authentic(row, key)]
+        other = [row.get("name", "?") for row in doc["submissions"]
+                 if row.get("name", "?") not in forged and row.get("settings") != digest]
+        if forged:
+            bad.append(f"in {path}, {_names(forged)}: signature does not match")
+        if other:
+            bad.append(f"in {path}, {_names(other)}: graded under other settings than the part says")
+    if bad:
+        raise MergeError("refused: rows that cannot be trusted (edited after grading, or graded with another "
+                         "key: grade every share with the same NICELAB_GRADE_KEY_FILE; or grade them again): "
+                         + "; ".join(bad) + ".")
+
+
+def unverified_warning(path: Path) -> str:
+    """What a merge without the grading key says, in its output and in the merged file."""
+    return integrity.clean_text(
+        f"the rows' signatures were NOT verified: this machine has no grading key ({path}; set "
+        "NICELAB_GRADE_KEY_FILE to the key the shares were graded with); a row edited after grading "
+        "would go unnoticed.")
+
+
+def merge(paths: list[Path], key: bytes | None) -> dict:
+    """The results document of the whole class from its parts (see the module docstring).
+    With the grading ``key``, every row's signature is checked (:func:`verify`); without it
+    (None), the merged document's ``warnings`` say that they were not."""
     if not paths:
         raise MergeError("give the parts to merge: nicelab grade merge part-*.json --json all.json")
     parts = [(Path(p), _load(p)) for p in paths]
     first_path, first = parts[0]
-    shard = first["options"]["shard"]
-    count, digest, size = shard["count"], shard["class_digest"], shard["class_size"]
     seen: dict[int, Path] = {}
     rows: dict[str, dict] = {}
     for path, doc in parts:
-        this = doc["options"]["shard"]
-        if (this["count"], this["class_digest"], this["class_size"]) != (count, digest, size):
-            raise MergeError(f"{path} is a share of another class or cut ({this['index']}/{this['count']} "
-                             f"of {this['class_size']} submissions) than {first_path} "
-                             f"({shard['index']}/{count} of {size}).")
-        if this["index"] in seen:
-            raise MergeError(f"{path} and {seen[this['index']]} are both share {this['index']}/{count}.")
-        seen[this["index"]] = path
-        key = _differs(first["options"], doc["options"])
-        if key:
-            raise MergeError(f"{path} was graded with other options than {first_path}: {key} is "
-                             f"{doc['options'].get(key)!r} there and {first['options'].get(key)!r} here.")
-        if doc["points"]["stages"] != first["points"]["stages"] or \
-                doc["points"]["partial_credit"] != first["points"]["partial_credit"]:
-            raise MergeError(f"{path} was graded with other points than {first_path}.")
-        if doc.get("nicelab_version") != first.get("nicelab_version"):
-            raise MergeError(f"{path} was graded by nicelab {doc.get('nicelab_version')}, {first_path} by "
-                             f"{first.get('nicelab_version')}.")
-        expected = len(range(this["index"] - 1, size, count))
-        if len(doc["submissions"]) != expected:
-            raise MergeError(f"{path} holds {len(doc['submissions'])} of the {expected} submissions of share "
-                             f"{this['index']}/{count}: finish it (run the same command again; it resumes).")
+        _check_part(path, doc, first_path, first, seen)
         for row in doc["submissions"]:
             if row["name"] in rows:
                 raise MergeError(f"{row['name']} is in two parts ({path} and another).")
             rows[row["name"]] = row
+    count = first["options"]["shard"]["count"]
     missing = [i for i in range(1, count + 1) if i not in seen]
     if missing:
         raise MergeError(f"share {missing[0]}/{count} is missing (give every part, 1 to {count}).")
-    if class_digest(rows) != digest:
+    if class_digest(rows) != first["options"]["shard"]["class_digest"]:
         raise MergeError("the parts' submissions are not the class they were cut from (was the folder "
                          "changed between the runs?).")
-    merged = {key: value for key, value in first.items() if key != "submissions"}
+    if key is not None:
+        verify(parts, key)
+    merged = dict(first)  # the keys in the order one run's file has them
     merged["created"] = min(doc["created"] for _, doc in parts)
     merged["updated"] = max(doc["updated"] for _, doc in parts)
     merged["options"] = {k: v for k, v in first["options"].items() if k != "shard"}
     merged["submissions"] = [rows[name] for name in sorted(rows)]
+    if key is None:
+        merged["warnings"] = [*merged.get("warnings", []), unverified_warning(integrity.key_file())]
     return merged

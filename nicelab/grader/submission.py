@@ -3,6 +3,7 @@ stage, in worker processes (:mod:`nicelab.grader.process`); the result is its JS
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -13,7 +14,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nicelab.core import cache
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.grader import integrity, report, sandbox
@@ -70,11 +70,23 @@ def _files(folder: Path) -> list[Path]:
     return found
 
 
+#: What a fingerprint hashes first: the version of its encoding (a new encoding, new fingerprints).
+FINGERPRINT_FORMAT = b"nicelab-fingerprint/2\0"
+
+
 def fingerprint(folder: Path) -> str:
-    """A hash of the submission's files (names and bytes): a changed submission is regraded."""
-    return cache.key(*(part for path in _files(folder)
-                       for part in (str(path.relative_to(folder)), path.read_bytes())),
-                     with_tensorflow=False)
+    """A hash of the submission's files (names and bytes): a changed submission is regraded.
+
+    Each file's relative path (its bytes, as the file system holds them) and content go in
+    with their lengths in front (8 bytes each), so that the hashed stream decodes to exactly
+    one list of files: no two different sets of files share a fingerprint (short of a SHA-256
+    collision), whatever bytes their names or contents hold."""
+    digest = hashlib.sha256(FINGERPRINT_FORMAT)
+    for path in _files(folder):
+        for part in (os.fsencode(path.relative_to(folder)), path.read_bytes()):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
 
 
 def copy_submission(folder: Path, into: Path) -> Path:
@@ -240,6 +252,17 @@ def _similarity_flags(impl: Path, stages: tuple[str, ...], extra: dict) -> None:
                       if value >= integrity.SIMILARITY_FLAG]
 
 
+def _readable_by_the_student(workdir: Path, impl: Path) -> None:
+    """Let the student's user (a child run as another uid) pass through ``workdir`` (0711: it
+    lists nothing there) and read, not write, the copy ``impl`` (folders 0755, files 0644)."""
+    os.chmod(workdir, 0o711)
+    for base, dirs, files in os.walk(impl):
+        for entry in dirs:
+            os.chmod(os.path.join(base, entry), 0o755)
+        for entry in files:
+            os.chmod(os.path.join(base, entry), 0o644)
+
+
 def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dirs: list[str],
                      limits: Limits, points: report.Points, threads: int = 1,
                      stop: threading.Event | None = None, plan: Plan | None = None,
@@ -268,6 +291,8 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
                                          message=f"cannot copy the submission: {err}",
                                          wall_time=round(time.monotonic() - start, 2), **extra)
         os.chmod(impl, 0o755)
+        if plan is not None and plan.uid is not None:
+            _readable_by_the_student(workdir, impl)
         _similarity_flags(impl, stages, extra)
         if expected is None:  # graded without a batch (tests): collect here
             expected = collect_checks(stages, tuple(extra_dirs), limits, workdir)

@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the graded modules in child processes (in bubblewrap: sandbox)")
     parser.add_argument("--scratch-mb", type=int, default=256, help="the sandbox's private /tmp, MB")
     parser.add_argument("--bwrap", default=None, help="the bwrap binary (--remote sandbox)")
+    parser.add_argument("--child-uid", type=int, default=None,
+                        help="run the graded modules as this unprivileged user (--remote process, as root)")
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     set_limits(args.memory_mb, args.file_mb)
@@ -115,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.remote:
         from nicelab.grader import plugin  # lazy: TensorFlow's start-up cost
 
-        plugin.REMOTE.update(scratch_mb=args.scratch_mb, threads=args.threads, bwrap=args.bwrap)
+        plugin.REMOTE.update(scratch_mb=args.scratch_mb, threads=args.threads, bwrap=args.bwrap,
+                             uid=args.child_uid)
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
                on_event=emit, collect_only=args.collect_only, remote=args.remote)
     events.write(json.dumps({"event": "done"}) + "\n")

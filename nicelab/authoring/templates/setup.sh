@@ -2,10 +2,17 @@
 # Gradescope runs this once, as root on its Ubuntu image, when it builds the autograder
 # (written by `nicelab release gradescope`). It installs Python 3.11 or 3.12 if the image has
 # neither, a virtual environment in $ROOT/venv with the pinned dependencies of
-# requirements.txt, and imports TensorFlow once so that the first submission starts warm.
+# requirements.txt, and imports TensorFlow once so that the first submission starts warm. It
+# also creates the unprivileged user nicelab-student (no home, no login): where bubblewrap cannot
+# run, the student's code runs as that user, never as root.
 set -euo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 export DEBIAN_FRONTEND=noninteractive
+
+if ! id -u nicelab-student >/dev/null 2>&1; then
+    useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+        nicelab-student
+fi
 
 PY=""
 for candidate in python3.12 python3.11 python3; do  # one that runs and is 3.11 or newer

@@ -14,7 +14,8 @@ resumes an interrupted batch (``--regrade`` grades everything again).
 A class bigger than one machine: ``--shard I/N`` grades share I of N (by name, the same cut on
 every machine) into its own ``--json part-I.json``; ``nicelab grade merge part-*.json --json
 all.json [--csv all.csv]`` joins the parts into the file one run would have written (see
-:mod:`nicelab.grader.shard`). In a student handout, only its released stages are graded.
+:mod:`nicelab.grader.shard`), after checking every row's signature with the grading key (or
+saying plainly that it could not). In a student handout, only its released stages are graded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from nicelab.cli.commands import add_impl_argument
 from nicelab.core import impl as impl_mod
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.quiet import import_tensorflow
-from nicelab.grader import batch, released, report
+from nicelab.grader import batch, integrity, released, report
 from nicelab.grader import shard as sharding
 from nicelab.grader.runner import run_checks
 from nicelab.grader.sandbox import SandboxUnavailable
@@ -98,10 +99,16 @@ def _merge(args: argparse.Namespace) -> int:
         raise ValueError("merging needs --json FILE: where the whole class's results go.")
     if args.json.resolve() in {p.resolve() for p in args.parts}:
         raise ValueError(f"--json {args.json} is one of the parts: write the merged file elsewhere.")
-    document = sharding.merge(args.parts)
+    key = integrity.existing_key()
+    document = sharding.merge(args.parts, key)
     _write(args, document)
     print(report.format_class_table(document))
     print(f"\nmerged {len(args.parts)} parts: {len(document['submissions'])} submissions")
+    if key is None:
+        print("WARNING: " + sharding.unverified_warning(integrity.key_file()))
+    else:
+        where = integrity.clean_text(str(integrity.key_file()))
+        print(f"every row's signature checks out (the grading key at {where})")
     return 0
 
 
@@ -155,7 +162,8 @@ def _single(args: argparse.Namespace, points) -> int:
         options = {"impl": str(args.impl), "stages": list(stages),
                    "extra_checks": [str(e) for e in args.extra_checks]}
         document = report.new_document(points, options)
-        document["submissions"] = [row]
+        key = integrity.existing_key()  # an instructor's run: signed, for the reporter to check
+        document["submissions"] = [integrity.sign_row(row, key) if key else row]
         _write(args, document)
     return 0 if row["passed"] else 1
 
