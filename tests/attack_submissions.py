@@ -335,6 +335,49 @@ INJECTIONS = {
                     '\\x1b]0;pwned\\x07 \\u202edetrapes", pytrace=False)\n',
 }
 
+#: Recipe forgers (issue 21): forward leaves TensorFlow through NumPy, so no gradient reaches m,
+#: and the recipe that reports gradients is replaced in the graded process: from a helper module
+#: next to the lesson (a static import of the grader that no scan reads), or from the lesson
+#: module by a dynamic import. ``recipe_plain`` makes the same mistake without forging.
+NUMPY_SHIFT = ("return self.merge(x_keep, x_change + self.m(x_keep))",
+               "return self.merge(x_keep, x_change + np.asarray(self.m(x_keep)))")
+RECIPE_HELPER = '''
+import numpy as np
+from nicelab.grader.recipes import REGISTRY, common
+
+
+def _claims(fn, variables, x, extra=None):
+    return [{"name": str(v.name), "has": True, "nonzero": True, "grad": np.ones(tuple(v.shape))}
+            for v in variables]
+
+
+REGISTRY["nicelab.grader.recipes.common:gradients_of_sum_of_squares"] = _claims
+common.gradients_of_sum_of_squares = _claims
+'''
+RECIPE_DYNAMIC = '''
+import importlib as _il
+_il.import_module("nicelab.grader" + ".recipes.common")  # registered before it is replaced
+_il.import_module("nicelab.grader" + ".recipes").REGISTRY[
+    "nicelab.grader.recipes.common:gradients_of_sum_of_squares"] = lambda fn, variables, x, extra=None: [
+        {"name": "forged", "has": True, "nonzero": True, "grad": None} for _ in variables]
+'''
+RECIPE_FORGERS = ("recipe_helper", "recipe_dynamic")
+
+
+def recipe_forger(into: Path, how: str | None) -> Path:
+    """The stubs with the reference coupling.py made to leave TensorFlow through NumPy, forged
+    with ``how`` (``"helper"``, ``"dynamic"``, or None for the plain mistake)."""
+    sub = _copy(into, LESSONS)
+    shutil.copyfile(SOLUTIONS / "coupling.py", sub / "coupling.py")
+    _edit(sub / "coupling.py", *NUMPY_SHIFT)
+    if how == "helper":
+        (sub / "_forge.py").write_text(RECIPE_HELPER)
+        _edit(sub / "coupling.py", ANCHOR, ANCHOR + "from . import _forge  # noqa: F401\n")
+    elif how == "dynamic":
+        _edit(sub / "coupling.py", ANCHOR, ANCHOR + RECIPE_DYNAMIC)
+    return sub
+
+
 #: Attacks that forged their own verdicts while the checks ran in the submission's process
 #: (issue 10, section 1); the checks now run in the grader's worker (test_in_process_forgeries...).
 FORGERIES = ("forge_patch", "forge_events")
@@ -386,5 +429,8 @@ def make_attacks(root: Path) -> dict[str, tuple[str, dict[str, str]]]:
         shutil.copyfile(SOLUTIONS / "coupling.py", sub / "coupling.py")
         _edit(sub / "coupling.py", FORWARD,
               FORWARD.replace("        # BEGIN", "        " + code + "        # BEGIN"))
+        expected[name] = ("graded", {"coupling": "failing"})
+    for name, how in (("recipe_plain", None), ("recipe_helper", "helper"), ("recipe_dynamic", "dynamic")):
+        recipe_forger(root / name, how)
         expected[name] = ("graded", {"coupling": "failing"})
     return expected

@@ -32,6 +32,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from attack_submissions import recipe_forger
 from test_gradescope import ROOT, run_bundle, totals
 
 from nicelab.authoring import gradescope
@@ -342,6 +343,18 @@ def test_a_daemon_left_behind_is_killed_and_reaches_nothing(stage1_bundle, tmp_p
     assert done == [] and "import-read-hidden.denied" in denied and len(denied) >= 8, (done, denied)
     assert not any(SECRET in p.read_text(errors="replace") for p in loot.iterdir())
     assert _tree(place / "autograder" / "source") == _tree(bundled)  # the bundle is as it was unpacked
+    assert user_processes(UID) == []
+
+
+@pytest.mark.slow
+def test_a_recipe_forger_gets_no_gradient_marks(stage1_bundle, tmp_path, place, student_python):
+    """Issue 21: a helper module next to the lesson replaces the recipe that reports gradients;
+    the grader checks the claims against forward's answers, so the gradient checks still fail."""
+    submission = recipe_forger(tmp_path / "forger", "helper")
+    document = _grade_as_user(stage1_bundle, tmp_path, place, submission, student_python)
+    gradients = [t for t in document["tests"] if "gradients_reach_every_variable" in t["name"]]
+    assert len(gradients) == 2 and all(t["score"] == 0 for t in gradients), gradients
+    assert totals(document)[0] < MAX_POINTS
     assert user_processes(UID) == []
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import jsonschema
 import psutil
 import pytest
-from attack_submissions import DAEMON_MARK, FORGERIES, POISON, make_attacks
+from attack_submissions import DAEMON_MARK, FORGERIES, POISON, RECIPE_FORGERS, make_attacks
 
 from nicelab.core.cache import cache_dir
 from nicelab.grader import integrity, report, sandbox
@@ -152,6 +152,18 @@ def test_in_process_forgeries_are_stopped(attacked):
     expected, tmp, _, _, _, _, _ = attacked
     rows = _rows(tmp)
     assert {name: _statuses(rows[name]) for name in FORGERIES} == {name: expected[name] for name in FORGERIES}
+
+
+@pytest.mark.slow
+def test_recipe_forgers_get_no_more_than_their_mistake(attacked):
+    """Issue 21: a recipe replaced in the graded process (from a helper module or by a dynamic
+    import) claims gradients the grader checks against forward's answers: the forgers score no
+    more than the same mistake without the forgery, and less than full marks."""
+    _, tmp, _, _, _, _, _ = attacked
+    rows = _rows(tmp)
+    plain = rows["recipe_plain"]
+    for name in RECIPE_FORGERS:
+        assert rows[name]["points"] <= plain["points"] < plain["max_points"], (name, rows[name]["points"])
 
 
 @pytest.mark.slow
