@@ -285,6 +285,9 @@ def _options(view: View, threads: int, info_fd: int) -> list[str]:
             "--remount-ro", "/dev", *_writable("--tmpfs", "/tmp", view.scratch_mb)]
     for folder in _python_dirs():  # mounts apply in order: a Python under /tmp goes over the tmpfs
         if _inside(folder, Path("/tmp")):
+            if _as_root():  # the folders bwrap makes on the way, readable by nobody
+                cmd += [part for above in reversed(folder.parents) if _inside(above, Path("/tmp"))
+                        and above != Path("/tmp") for part in ("--perms", "0755", "--dir", str(above))]
             cmd += ["--ro-bind", str(folder), str(folder)]
     cmd += [*_writable("--dir", str(HOME)), *_writable("--dir", str(WORK)), "--chdir", str(WORK),
             "--remount-ro", "/"]
