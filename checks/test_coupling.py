@@ -106,16 +106,23 @@ def test_forward_keeps_shape_and_dtype(coupling, parity):
     expect(tf.as_dtype(y.dtype) == tf.float32, "a float32 result", f"{y.dtype}")
 
 
-@pytest.mark.builds_on("test_forward_keeps_shape_and_dtype")
+#: The structure the round trips build on: when the parts or the shift are wrong, those checks
+#: run first and name the mistake; the round trip then says to fix them first.
+STRUCTURE = ("test_forward_keeps_shape_and_dtype", "test_exactly_one_part_changes",
+             "test_shift_depends_only_on_the_kept_part")
+
+
+@pytest.mark.builds_on(*STRUCTURE)
 @pytest.mark.parametrize("parity", [0, 1])
 def test_backward_undoes_forward(coupling, parity):
     layer, x = make_layer(coupling, parity=parity), random_batch(16, DIM)
     error = max_error(bwd(layer, fwd(layer, x)), x)
     expect(error < 1e-4, "backward(forward(x)) == x", f"a maximum error of {error:.3g}",
-           "backward must subtract m(y_keep) from exactly the coordinates forward changed, "
-           "computing m from the kept part (which forward left equal to x_keep).")
+           "backward must subtract the shift m(y_keep) from exactly the coordinates forward "
+           "changed, computing m from the kept part (which forward left equal to x_keep).")
 
 
+@pytest.mark.builds_on(*STRUCTURE)
 @pytest.mark.parametrize("parity", [0, 1])
 def test_forward_undoes_backward(coupling, parity):
     layer, y = make_layer(coupling, parity=parity), random_batch(16, DIM, seed=1)
@@ -175,7 +182,8 @@ def test_shift_depends_only_on_the_kept_part(coupling):
            "the same shift whatever x_keep is", "feed x_keep (not a constant) into the network m.")
 
 
-@pytest.mark.builds_on("test_shift_depends_only_on_the_kept_part")
+@pytest.mark.builds_on("test_shift_depends_only_on_the_kept_part",
+                       "test_one_example_does_not_depend_on_the_batch")
 @pytest.mark.parametrize("parity", [0, 1])
 def test_log_det_of_jacobian_is_zero(coupling, parity):
     layer = make_layer(coupling, parity=parity)

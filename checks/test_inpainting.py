@@ -462,4 +462,6 @@ QUESTIONS = {
 
 @pytest.mark.parametrize("key", sorted(QUESTIONS))
 def test_prediction(inpainting, key):
-    expect_answer(inpainting, key, QUESTIONS[key](), PAGE)
+    # The sum is asked to three significant digits; the others are worked out on paper.
+    digits = {"sum_of_alphas_300_steps": 3}.get(key)
+    expect_answer(inpainting, key, QUESTIONS[key](), PAGE, significant=digits)

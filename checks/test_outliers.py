@@ -57,7 +57,9 @@ def threshold(outliers, valid, rate=FALSE_ALARM_RATE) -> float:
         return float(tau)
     except (TypeError, ValueError):
         fail("choose_threshold to return one float", f"{type(tau).__name__} {np.shape(tau)}",
-             "return float(np.quantile(valid_log_liks, false_alarm_rate)).")
+             "the threshold is one number: the false_alarm_rate-quantile of the validation "
+             "log-likelihoods, as a Python float.",
+             fix="return float(np.quantile(valid_log_liks, false_alarm_rate)).")
 
 
 @pytest.mark.parametrize("rate", [0.05, 0.2])
@@ -67,12 +69,13 @@ def test_threshold_hits_the_false_alarm_rate(outliers, digits, rate):
     if abs(on_valid - rate) > 0.02 or not 0.4 * rate <= on_test <= 2 * rate + 0.03:
         if abs(on_valid - (1 - rate)) <= 0.02:
             likely = ("threshold from the wrong tail: outliers have LOW log-likelihood, so tau is the "
-                      "false_alarm_rate-quantile (np.quantile(valid, rate)), not the (1 - rate)-quantile.")
+                      "false_alarm_rate-quantile of the validation values, not the (1 - rate)-quantile.")
         else:
-            likely = "tau = np.quantile(valid_log_liks, false_alarm_rate), from the validation data only."
+            likely = ("tau is the false_alarm_rate-quantile of the validation log-likelihoods (the "
+                      "values given, nothing else).")
         fail(f"a threshold below which {rate:.0%} of the validation digits fall (and about as many held-out "
              "test digits)", f"{on_valid:.1%} of validation and {on_test:.1%} of test digits below it",
-             likely)
+             likely, fix="tau = np.quantile(valid_log_liks, false_alarm_rate).")
 
 
 def test_threshold_uses_only_the_given_values(outliers):
@@ -81,7 +84,8 @@ def test_threshold_uses_only_the_given_values(outliers):
     expect(abs(tau - np.quantile(valid, 0.1)) <= 0.1 + 1e-9,
            f"the 10 % quantile of -10, -9.9, ..., 10 (about {np.quantile(valid, 0.1):.1f})", f"{tau:.3f}",
            "threshold from the wrong tail: the low tail is the suspicious one." if tau > 0 else
-           "tau = np.quantile(valid_log_liks, false_alarm_rate).")
+           "tau is the false_alarm_rate-quantile of the values given.",
+           fix="tau = np.quantile(valid_log_liks, false_alarm_rate).")
 
 
 def test_flags_mark_low_log_likelihood(outliers, digits):
@@ -89,7 +93,8 @@ def test_flags_mark_low_log_likelihood(outliers, digits):
     flags = as_array(outliers.flag_outliers(digits["test"], tau))
     expect(flags.shape == digits["test"].shape and flags.dtype == bool,
            f"a boolean array shaped {digits['test'].shape}", f"{flags.dtype} {flags.shape}",
-           "return log_liks < threshold (one boolean per example).")
+           "one boolean per example: True where its log-likelihood is below the threshold.",
+           fix="return log_liks < threshold")
     expected = digits["test"] < tau
     if not np.array_equal(flags, expected):
         likely = ("flags flipped: True must mean 'outlier', i.e. log-likelihood BELOW the threshold."
@@ -141,6 +146,10 @@ def test_noise_has_the_requested_std_and_seed(outliers, digits):
     for level in (0.05, 0.3):
         noisy = as_array(outliers.corrupt(x, "noise", level, seed=0))
         expect(noisy.shape == x.shape, f"corrupt to keep the shape {x.shape}", f"{noisy.shape}")
+        repeated = repeated_noise(noisy - x)
+        if repeated:
+            fail("independent noise for every entry of x", f"the same noise repeated {repeated}",
+                 "draw one Gaussian value per entry: noise of x's shape (n, D), not (n, 1) or (D,).")
         std, mean = float(np.std(noisy - x)), float(np.mean(noisy - x))
         if abs(std - level) < 0.05 * level and abs(mean) < 0.05 * level:
             continue
@@ -157,6 +166,16 @@ def test_noise_has_the_requested_std_and_seed(outliers, digits):
            and not np.allclose(again, other),
            "the same seed to give the same noise and another seed other noise", "noise that ignores the seed",
            "draw the noise from a generator seeded with `seed`.")
+
+
+def repeated_noise(noise: np.ndarray) -> str | None:
+    """Where ``noise`` (n, D) repeats itself: "across examples" (every row the same), "across
+    the coordinates of an example" (every column the same), or None."""
+    if len(noise) > 1 and np.allclose(noise, noise[:1], atol=1e-6):
+        return "across examples"
+    if noise.shape[1] > 1 and np.allclose(noise, noise[:, :1], atol=1e-6):
+        return "across the coordinates of an example"
+    return None
 
 
 @pytest.mark.builds_on("test_noise_has_the_requested_std_and_seed")

@@ -1,7 +1,8 @@
 """Grade many implementations in one process: ``python mutation_runner.py jobs.json out.json``.
 
 Each job is {"name", "impl", "stage", "check"} (stage and check may be null: every check),
-optionally with "remote" ("process": the graded code answers from a child process);
+optionally with "remote" ("process": the graded code answers from a child process) and
+"first_failure" (stop at the first failing check);
 the output maps name -> list of results.
 """
 
@@ -19,7 +20,8 @@ def main(spec: str, out: str) -> None:
     results = {}
     for job in json.load(open(spec)):
         stages = (job["stage"],) if job.get("stage") else None
-        checks = run_checks(job["impl"], stages, keyword=job.get("check"), remote=job.get("remote"))
+        checks = run_checks(job["impl"], stages, keyword=job.get("check"), remote=job.get("remote"),
+                            first_failure=bool(job.get("first_failure")))
         results[job["name"]] = [c.to_dict() for c in checks]
     with open(out, "w") as handle:
         json.dump(results, handle, indent=1)

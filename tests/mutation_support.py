@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,6 +30,11 @@ class Mutant:
     replacements: tuple[tuple[str, str], ...]
     check: str  # a -k expression selecting the check(s) that must catch it
     message: str  # a phrase (case-insensitive) the failure message must contain
+    first: str | None = None  # the phrase the stage's first failure must contain (default: message)
+
+    @property
+    def first_message(self) -> str:
+        return self.first or self.message
 
     def build(self, into: Path) -> Path:
         """Write the mutated copy of the reference into ``into`` and return it."""
@@ -54,13 +60,15 @@ def all_mutants() -> list[Mutant]:
     return mutants
 
 
-def run_all(mutants: list[Mutant], workdir: Path) -> dict[str, list[dict]]:
-    """Build every mutant and grade its named check(s), all in one subprocess (TensorFlow is
-    imported once). Returns mutant name -> list of check results."""
+def run_all(mutants: list[Mutant], workdir: Path, first_failure: bool = False) -> dict[str, list[dict]]:
+    """Build every mutant and grade its named check(s) (with ``first_failure``: its whole stage,
+    stopped at the first failing check), all in one subprocess (TensorFlow is imported once).
+    Returns mutant name -> list of check results."""
     jobs = []
     for mutant in mutants:
         path = mutant.build(workdir / mutant.name)
-        jobs.append({"name": mutant.name, "impl": str(path), "stage": mutant.stage, "check": mutant.check})
+        jobs.append({"name": mutant.name, "impl": str(path), "stage": mutant.stage,
+                     "check": None if first_failure else mutant.check, "first_failure": first_failure})
     return grade_jobs(jobs, workdir)
 
 
@@ -69,8 +77,9 @@ def grade_jobs(jobs: list[dict], workdir: Path) -> dict[str, list[dict]]:
     subprocess and return name -> list of check results (CheckResult dicts)."""
     spec_file, out_file = workdir / "jobs.json", workdir / "results.json"
     spec_file.write_text(json.dumps(jobs))
+    env = {**os.environ, "NICELAB_HINTS": "0"}  # first messages only: no fix unlocked by repeats
     subprocess.run([sys.executable, str(Path(__file__).with_name("mutation_runner.py")), str(spec_file),
-                    str(out_file)], check=True, cwd=ROOT, timeout=1800)
+                    str(out_file)], check=True, cwd=ROOT, timeout=1800, env=env)
     return json.loads(out_file.read_text())
 
 

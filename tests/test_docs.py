@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import functools
 import html.parser
+import importlib.util
 import json
+import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -69,6 +72,190 @@ def test_site_builds_strictly(site):
     for page in PAGES:
         assert (site / page / "index.html").is_file(), f"the build has no page {page or 'home'}"
     assert (site / "assets" / "katex" / "katex.min.js").is_file(), "KaTeX is not copied into the site"
+    assert not (site / "macros.py").exists(), "docs/macros.py was published with the site"
+    for page in PAGES:
+        text = (site / page / "index.html").read_text(encoding="utf-8")
+        left = re.findall(r"\{\{[^}]*\}\}|\{%[^%]*%\}", text)
+        assert not left, f"{page or 'home'}: macros left unrendered: {left[:3]}"
+
+
+# ----------------------------------------------------------------------------- numbers from data
+
+def docs_macros():
+    """docs/macros.py, the mkdocs-macros module, imported as the plugin does (by its path)."""
+    spec = importlib.util.spec_from_file_location("nicelab_docs_macros", ROOT / "docs" / "macros.py")
+    module = importlib.util.module_from_spec(spec)
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in docs/
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = saved
+    return module
+
+
+FRONT_MATTER = re.compile(r"\A---\n(.*?)\n---\n", re.S)
+
+
+def render_page(path: Path) -> str:
+    """A page's Markdown as the macros plugin renders it (strict: an unknown name fails), from
+    the same module; a page without ``render_macros: true`` comes back as written."""
+    import jinja2
+
+    text = path.read_text()
+    match = FRONT_MATTER.match(text)
+    if not match or "render_macros: true" not in match.group(1):
+        return text
+    macros = docs_macros()
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters.update(macros.FILTERS)
+    env.globals.update(macros.MACROS)
+    return env.from_string(text[match.end():]).render(fig=macros.load_figures())
+
+
+def test_macros_format_and_load_every_figure_summary():
+    macros = docs_macros()
+    assert macros.num(4.228657, 4) == "4.2287" and macros.num(0.0045, 4, sign=True) == "+0.0045"
+    assert macros.num(-0.0001, 2) == "0.00" and macros.num(230.5, -1) == "230" and macros.num(4.0) == "4"
+    assert macros.pct(0.521) == "52.1 %" and macros.pct(0.05, 0) == "5 %"
+    rows = [{"kind": "noise", "level": 0.02, "recall": 0.14}, {"kind": "noise", "level": 0.05, "recall": 0.9}]
+    assert macros.pick(rows, kind="noise", level=0.02)["recall"] == 0.14
+    with pytest.raises(ValueError, match="0 rows"):
+        macros.pick(rows, kind="rotate")
+    fig = macros.load_figures()
+    on_disk = {p.parent.name for p in (ROOT / "docs" / "figures").rglob("*.json")}
+    assert set(fig) == on_disk, "a folder's JSON summaries are not all loaded"
+    assert fig["parabola"]["test_nll"] > 0 and "masks" in fig["inpainting"]
+
+
+def test_pages_with_macros_opt_in_and_render():
+    """A page that uses ``{{ ... }}`` says ``render_macros: true`` (the plugin renders no other
+    page), and every opted-in page renders with the figures' JSON (strict: no unknown name)."""
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        text, rel = path.read_text(), path.relative_to(ROOT)
+        match = FRONT_MATTER.match(text)
+        opted_in = bool(match) and "render_macros: true" in match.group(1)
+        if opted_in:
+            rendered = render_page(path)
+            assert "{{" not in rendered and "{%" not in rendered, f"{rel}: left unrendered"
+        else:
+            assert not re.search(r"\{\{\s*(fig|pick|num|pct)\b", text), (
+                f"{rel} uses the figures' macros but has no `render_macros: true` front matter")
+
+
+#: The pages whose prose quotes measured numbers: every figure they quote from a run must be
+#: written as a macro reading that run's JSON, never by hand.
+PROSE_PAGES = [*sorted((ROOT / "docs" / "lessons").glob("*.md")), ROOT / "docs" / "mnist.md",
+               ROOT / "docs" / "index.md"]
+NUMBER = re.compile(r"(?<![\w.])[-+\u2212]?(\d+\.\d+)(?![\w.]*\d)(\s*%)?")
+
+
+def _json_numbers(value, path: str = ""):
+    """Every number of a JSON document, with where it sits (``rows[3].recall``)."""
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, int | float):
+        if math.isfinite(value):
+            yield path, float(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _json_numbers(item, f"{path}.{key}" if path else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _json_numbers(item, f"{path}[{i}]")
+
+
+def _prose_lines(text: str):
+    """``(line number, prose)`` of a Markdown page: no front matter, fenced code, display or
+    inline math, inline code, macros, HTML comments or link targets."""
+    text = FRONT_MATTER.sub(lambda m: "\n" * (m.group(0).count("\n")), text)
+    fence = None
+    display = False
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if fence:
+            fence = None if stripped.startswith(fence) else fence
+            continue
+        if stripped.startswith(("```", "~~~")):
+            fence = stripped[:3]
+            continue
+        if display:
+            display = stripped.count("$$") % 2 == 0
+            continue
+        if stripped.count("$$") % 2 == 1:
+            display = True
+            continue
+        line = re.sub(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|`[^`]*`", " ", line)
+        line = re.sub(r"\{\{.*?\}\}|\{%.*?%\}|<!--.*?-->|\]\([^)]*\)|<[^>]*>", " ", line)
+        yield number, line
+
+
+def _significant_digits(digits: str) -> int:
+    return len(digits.replace(".", "").lstrip("0"))
+
+
+#: Numbers a page may state by hand although a figure's JSON it draws on holds a value within
+#: 5 %: not measurements of a run (a constant, a paper's figure). ``(page name, "1.23"): reason``.
+NOT_MEASURED: dict[tuple[str, str], str] = {}
+
+
+def _figures_of(text: str, fig: dict) -> list[str]:
+    """The figure folders a page draws on: read by a macro (``fig.parabola``) or shown
+    (``figures/parabola/loss.png``)."""
+    return [folder for folder in fig if re.search(rf"\bfig\.{folder}\b|figures/{folder}/", text)]
+
+
+def hand_written_contradictions(pages=PROSE_PAGES, fig=None, root: Path = ROOT) -> list[str]:
+    """Every decimal number of 3 or more significant digits written by hand in a page's prose
+    that lies within 5 % of a number of the JSON of the figures the page draws on, but is not
+    that number at the precision printed (signs ignored: an NLL is a negative log-likelihood;
+    a number followed by % is compared with the JSON's fractions times 100)."""
+    from nicelab.core.data import PARABOLA_ENTROPY
+
+    fig = docs_macros().load_figures() if fig is None else fig
+    constants = [PARABOLA_ENTROPY]
+    problems = []
+    for page in pages:
+        text = page.read_text()
+        known = [(f"{folder}.{path}", value) for folder in _figures_of(text, fig)
+                 for path, value in _json_numbers(fig[folder])]
+        for number, line in _prose_lines(text):
+            for match in NUMBER.finditer(line):
+                digits, percent = match.group(1), bool(match.group(2))
+                if _significant_digits(digits) < 3 or (page.name, digits) in NOT_MEASURED:
+                    continue
+                value, places = float(digits), len(digits.split(".")[1])
+                scale = 100.0 if percent else 1.0
+                candidates = [(where, abs(v) * scale) for where, v in known]
+                if any(f"{abs(c):.{places}f}" == digits for c in constants) or any(
+                        f"{c:.{places}f}" == digits for _, c in candidates):
+                    continue
+                near = [(where, c) for where, c in candidates if c and abs(value - c) <= 0.05 * c]
+                if near:
+                    where, closest = min(near, key=lambda item: abs(value - item[1]))
+                    problems.append(f"{page.relative_to(root)}:{number}: {digits}{' %' if percent else ''} "
+                                    f"written by hand, but {where} is {closest:.{places + 2}f}")
+    return problems
+
+
+def test_pages_state_no_measured_number_by_hand_that_the_json_contradicts():
+    """A number typed into a lesson page goes stale when ``nicelab figures`` reruns: the pages
+    write such numbers as macros (``{{ fig.parabola.test_nll | num(4) }}``), and a number still
+    typed by hand near a JSON value but not equal to it is caught here, with page and line."""
+    problems = hand_written_contradictions()
+    assert not problems, ("numbers written by hand contradict the figures' JSON (write them as "
+                          "macros reading docs/figures, see docs/macros.py):\n" + "\n".join(problems))
+
+
+def test_the_contradiction_finder_finds_a_stale_number(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("---\nrender_macros: true\n---\n\nThe NLL is **4.231** nats, 52.1 % of it, "
+                    "exactly {{ fig.x.nll | num(4) }}.\n\n```text\n4.231\n```\n\n$4.231$ and `4.231`.\n"
+                    "Recall 0.150 at 0.02, 12.3 % flagged, 4.2287 nats, 7.50 units.\n")
+    fig = {"x": {"nll": 4.2287, "rows": [{"recall": 0.1449, "share": 0.521}], "flag": 0.1249}}
+    problems = hand_written_contradictions([page], fig, root=tmp_path)
+    found = [p.split(": ", 1)[1].split(" written")[0] for p in problems]
+    assert found == ["4.231", "0.150", "12.3 %"], problems
+    assert problems[0].startswith("page.md:5:") and "x.nll is 4.22870" in problems[0]
 
 
 class _Assets(html.parser.HTMLParser):
@@ -286,13 +473,14 @@ def _percent(value: float) -> str:
 
 
 def test_stage_pages_quote_the_numbers_nicelab_figures_wrote():
-    """The numbers in the text of the stage 4 and 5 pages are those of the JSON summaries that
-    ``nicelab figures`` copied beside the figures: rerunning it and not the text fails here."""
+    """The numbers in the text of the stage 4 and 5 pages, as the site renders them, are those of
+    the JSON summaries that ``nicelab figures`` copied beside the figures (the pages read them
+    through docs/macros.py; a number typed back in by hand and not rerun fails here)."""
     figures = ROOT / "docs" / "figures"
     inpainting, outliers = figures / "inpainting" / "inpainting.json", figures / "outliers" / "outliers.json"
     if not (inpainting.is_file() and outliers.is_file()):
         pytest.skip("no stage 4-5 summaries under docs/figures (run `nicelab figures`)")
-    page = " ".join((ROOT / "docs" / "lessons" / "4-inpainting.md").read_text().split())
+    page = " ".join(render_page(ROOT / "docs" / "lessons" / "4-inpainting.md").split())
     summary = json.loads(inpainting.read_text())
     for row in summary["masks"]:
         cells = (f"| {row['mask']} | {row['hidden_fraction']:.0%} | ".replace("%", " %")
@@ -301,7 +489,10 @@ def test_stage_pages_quote_the_numbers_nicelab_figures_wrote():
                  f"{row['log_lik_after']:.2f} | {row['log_lik_truth']:.2f} |")
         assert cells in page, f"4-inpainting.md: no table row {cells}"
     assert f"**{summary['step_size']:g}**, the one chosen" in page
-    page = " ".join((ROOT / "docs" / "lessons" / "5-outliers.md").read_text().split())
+    curvature = summary["curvature"]
+    low, high = curvature["min"], curvature["max"]
+    assert f"median **{curvature['median']:.0f}** (from {low:.0f} to {high:.0f})" in page
+    page = " ".join(render_page(ROOT / "docs" / "lessons" / "5-outliers.md").split())
     summary = json.loads(outliers.read_text())
     assert f"$\\tau = {summary['threshold']:.2f}$ nats" in page
     assert f"clean test digits (mean log-likelihood {summary['clean_mean_log_lik']:.2f} nats)" in page
@@ -347,6 +538,19 @@ def test_figure_summaries_agree_with_what_the_code_computes_today():
         f"docs/figures/digits/result.json: bits_per_dim {digits['bits_per_dim']:.4f}, but its "
         f"log-likelihood gives {expected:.4f} in today's convention")
     clean = {"inpainting/inpainting.json": "log_lik_truth", "outliers/outliers.json": "clean_mean_log_lik"}
+    # Beside the parabola's result.json: the runs its page quotes with the same model
+    # (`nicelab outliers parabola`, `nicelab inpaint parabola`) and with the logistic prior.
+    extra = figures / "parabola" / "outliers.json"
+    if extra.is_file():
+        clean_mean = json.loads(extra.read_text())["clean_mean_log_lik"]
+        assert abs(clean_mean + parabola["test_nll"]) < 1e-3, (
+            "docs/figures/parabola/outliers.json measured another model than parabola/result.json: rerun "
+            "`nicelab outliers parabola --impl solutions --out ...` and copy its outliers.json")
+    extra = figures / "parabola" / "logistic_prior.json"
+    if extra.is_file():
+        logistic = json.loads(extra.read_text())
+        assert logistic["config"] == {**dataclasses.asdict(PRESETS["parabola"]), "prior": "logistic"}
+        assert abs(logistic["gap"] - (logistic["test_nll"] - data.PARABOLA_ENTROPY)) < 1e-9
     for path, key in clean.items():
         if not (figures / path).is_file():
             continue

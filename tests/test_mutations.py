@@ -1,10 +1,13 @@
-"""The checks catch every classic mistake, each with a message that names it.
+"""The checks catch every classic mistake, each with a message that names it, and the first
+failure a student reads (the whole stage run, stopped at its first failing check) names it too.
 
 All mutants are graded in one subprocess (one TensorFlow import); each test then reads
 its mutant's verdict.
 """
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from mutation_support import all_mutants, run_all
@@ -15,6 +18,13 @@ MUTANTS = all_mutants()
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
     return run_all(MUTANTS, tmp_path_factory.mktemp("mutants"))
+
+
+@pytest.fixture(scope="module")
+def first_failures(tmp_path_factory):
+    """Every mutant's whole stage, stopped at the first failing check: what a student reads first
+    in pytest, ``nicelab grade``, ``nicelab watch`` and the notebooks."""
+    return run_all(MUTANTS, tmp_path_factory.mktemp("first"), first_failure=True)
 
 
 @pytest.mark.slow
@@ -35,3 +45,22 @@ def test_mutants_are_distinct_and_apply(tmp_path):
     assert len(names) == len(set(names))
     for mutant in MUTANTS:  # every replacement matches the reference exactly once
         mutant.build(tmp_path / mutant.name)
+
+
+#: Code a student could paste: a call with arguments on NumPy, TensorFlow or the lesson's objects,
+#: a Python statement, an assignment of a keyword argument. Contract equations (h = x * exp(s))
+#: and names (model.forward) are not code to paste.
+PASTEABLE = re.compile(r"\b(?:np|tf|tfd|tfp|self)\.[\w.]+\([^)]+\)|\breversed\(|\bfloat\(np\.|"
+                       r"\breturn [\w.]+\(|\bfor \w+ in \w|\b\w+=\w+ *[%*+-] *\w")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mutant", MUTANTS, ids=[m.name for m in MUTANTS])
+def test_first_failure_names_the_mistake(first_failures, mutant):
+    failed = [r for r in first_failures[mutant.name] if r["outcome"] in ("failed", "error")]
+    assert failed, f"{mutant.name}: its stage passed"
+    first = failed[0]["message"]
+    assert mutant.first_message.lower() in first.lower(), (
+        f"{mutant.name}: the first failure ({failed[0]['nodeid']}) does not name the mistake "
+        f"({mutant.first_message!r}): {first}")
+    assert not PASTEABLE.search(first), f"{mutant.name}: the first failure hands over code: {first}"

@@ -28,18 +28,24 @@ __all__ = [
 ]
 
 
-def fail(expected: str, seen: str, likely: str | None = None) -> None:
-    """Fail the current check with a plain-words message (no traceback)."""
+def fail(expected: str, seen: str, likely: str | None = None, fix: str | None = None) -> None:
+    """Fail the current check with a plain-words message (no traceback): what was expected,
+    what was seen, and the ``likely`` mistake (named, with where to look, never the code).
+    ``fix``, the code-level fix, is shown only after the check has failed several runs in a row
+    on the student's machine (:mod:`nicelab.grader.hints`), never in a graded batch."""
     message = f"Expected {expected}; saw {seen}."
     if likely:
         message += f" Likely mistake: {likely}"
-    pytest.fail(message, pytrace=False)
+    error = pytest.fail.Exception(message, pytrace=False)
+    error.fix = fix
+    raise error
 
 
-def expect(condition: bool, expected: str, seen: str, likely: str | None = None) -> None:
-    """``fail(expected, seen, likely)`` unless ``condition`` holds."""
+def expect(condition: bool, expected: str, seen: str, likely: str | None = None,
+           fix: str | None = None) -> None:
+    """``fail(expected, seen, likely, fix)`` unless ``condition`` holds."""
     if not condition:
-        fail(expected, seen, likely)
+        fail(expected, seen, likely, fix)
 
 
 def numpy(value) -> np.ndarray:
@@ -94,10 +100,12 @@ def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
 
 
 def numerical_log_det(fn, x: np.ndarray) -> np.ndarray:
-    """log|det d fn(x) / dx| per example, shape ``(batch,)``, computed here from ``fn``'s own
-    answers (central differences at two step sizes; NaN where they disagree, at a ReLU kink).
+    """log|det d fn(x) / dx| per example, shape ``(batch,)``, from evidence checked here: the
+    tape's Jacobian where ``fn`` lives, used only where it agrees with central differences of
+    ``fn``'s own answers (else those differences; NaN where neither holds, e.g. at a ReLU kink).
     ``fn``: a function, or a method of a remotely graded object."""
-    return evidence.numerical_log_det(fn, np.asarray(x, dtype=np.float32))
+    x = np.asarray(x, dtype=np.float32)
+    return evidence.verified_log_det(fn, x, beside(common.autodiff_jacobian, fn, x))
 
 
 def gradient_report(fn, variables, x, extra=None) -> list[dict]:
@@ -136,14 +144,16 @@ def describe(columns: np.ndarray) -> str:
 
 
 def expect_answer(module, key: str, expected: float, page: str, rel_tol: float = 0.02,
-                  abs_tol: float = 1e-3) -> None:
+                  abs_tol: float = 1e-3, significant: int | None = None) -> None:
     """Grade one "Predict, then check" answer: ``module.ANSWERS[key]`` against ``expected``,
     the value the check computed itself. The message never prints ``expected``: the point of
     the question is to work it out, then run the code.
 
     An unanswered prediction (the stub's ``None``) counts as not implemented yet, like a stub's
     function, so a fresh stage stays "not started" in ``nicelab grade`` instead of "failing".
-    ``page`` is the lesson page (``docs/lessons/N-stage.md``), which names the stage."""
+    ``page`` is the lesson page (``docs/lessons/N-stage.md``), which names the stage.
+    ``significant``: a value the page asks to compute (with code, or to that many significant
+    digits) must match to that many significant digits (``rel_tol`` = half a unit of the last)."""
     answers = getattr(module, "ANSWERS", None)
     if not isinstance(answers, dict) or key not in answers:
         fail(f"a module-level dict ANSWERS with the key {key!r}", "no such entry",
@@ -155,8 +165,11 @@ def expect_answer(module, key: str, expected: float, page: str, rel_tol: float =
         raise NotImplementedError(f"{stage}: answer ANSWERS[{key!r}], the question on {page}.")
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         fail(f"ANSWERS[{key!r}] to be a number", f"{type(value).__name__} {value!r}")
+    if significant is not None:
+        rel_tol, abs_tol = 0.5 * 10.0 ** (1 - significant), 0.0
     if not np.isfinite(value) or abs(value - expected) > max(abs_tol, rel_tol * abs(expected)):
-        within = f"within {rel_tol:.0%}" if rel_tol else "exactly"
+        within = (f"to {significant} significant digits" if significant is not None else
+                  f"within {rel_tol:.0%}" if rel_tol else "exactly")
         fail(f"ANSWERS[{key!r}] to match what the code computes ({within})",
              f"{value!r}, which does not", f"re-read the question on {page} and redo the arithmetic.")
 

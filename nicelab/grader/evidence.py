@@ -7,6 +7,8 @@ derives in the grader's own process:
 * :func:`numerical_jacobian` / :func:`numerical_log_det`: the Jacobian of ``fn`` from the answers
   of ``fn`` itself (central differences in float64 of its float32 answers, at two step sizes; an
   example whose two estimates disagree straddles a ReLU kink and is left out, as NaN);
+  :func:`verified_log_det`: the graded process's own tape Jacobian, used only where it agrees
+  with those differences;
 * :func:`verify_gradients`: a gradient the graded process reports is checked against how the
   answers move when the grader moves that variable (a directional finite difference along the
   claimed gradient and along a random direction);
@@ -82,6 +84,26 @@ def numerical_log_det(fn, x: np.ndarray) -> np.ndarray:
     agree = np.abs(coarse - fine) <= KINK_GAP * np.maximum(1.0, np.abs(fine))
     both_infinite = np.isneginf(coarse) & np.isneginf(fine)  # a singular Jacobian at both steps
     return np.where(agree | both_infinite, fine, np.nan)
+
+
+def verified_log_det(fn, x: np.ndarray, claimed) -> np.ndarray:
+    """``(batch,)``: log|det d fn(x)/dx| per example, from the Jacobian the graded process
+    ``claimed`` (its tape's, ``(batch, D, D)``) where that Jacobian agrees with the finite
+    differences of ``fn``'s answers (within 1 % plus three times the differences' own spread
+    between the two :data:`STEPS`, their rounding and kinks); elsewhere (or without a claim: no
+    gradient flows) :func:`numerical_log_det`'s, NaN where neither holds. The tape's float32 Jacobian is exact
+    where float32 finite differences are not (large outputs); the check makes it evidence."""
+    x = np.asarray(x, dtype=np.float32)
+    if claimed is None:
+        return numerical_log_det(fn, x)
+    coarse, fine = (numerical_jacobian(fn, x, step) for step in STEPS)
+    claimed = shaped(claimed, fine.shape, "the Jacobian")
+    spread = np.linalg.norm((coarse - fine).reshape(len(x), -1), axis=1)
+    error = np.linalg.norm((claimed - fine).reshape(len(x), -1), axis=1)
+    agree = error <= 1e-2 * np.linalg.norm(fine.reshape(len(x), -1), axis=1) + 3.0 * spread + 1e-6
+    coarse_ld, fine_ld = np.linalg.slogdet(coarse)[1], np.linalg.slogdet(fine)[1]
+    smooth = np.abs(coarse_ld - fine_ld) <= KINK_GAP * np.maximum(1.0, np.abs(fine_ld))
+    return np.where(agree, np.linalg.slogdet(claimed)[1], np.where(smooth, fine_ld, np.nan))
 
 
 def assign_random(variables, seed: int = 0, scale: float = 0.5) -> None:

@@ -27,17 +27,17 @@ import pytest
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
-from nicelab.grader import remote, sandbox
+from nicelab.grader import hints, remote, sandbox
 
 tf = import_tensorflow()
 
 from nicelab.core import impl as impl_mod  # noqa: E402
 
 __all__ = [
-    "CLIENTS", "FAILED", "LOADS", "REMOTE", "StageLoad", "_seed", "coupling", "graded", "impl_name",
+    "CLIENTS", "FAILED", "HINTS", "LOADS", "REMOTE", "StageLoad", "_seed", "coupling", "graded", "impl_name",
     "inpainting", "likelihood", "load_remote", "load_stage", "model", "outliers", "pytest_addoption",
-    "pytest_configure", "pytest_fixture_setup", "pytest_report_header", "pytest_runtest_makereport",
-    "pytest_sessionfinish", "pytest_sessionstart",
+    "pytest_collection_modifyitems", "pytest_configure", "pytest_fixture_setup", "pytest_report_header",
+    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_sessionstart",
 ]
 
 
@@ -96,14 +96,24 @@ def pytest_configure(config):
 FAILED: set[str] = set()
 
 
+#: The failure counts that unlock a check's code-level fix (never in a remotely graded run).
+HINTS = hints.Hints()
+
+
 def pytest_sessionstart(session):
     LOADS.clear()
     FAILED.clear()
     CLIENTS.clear()
+    try:
+        folder = impl_mod.resolve(impl_name(session.config))
+    except impl_mod.ImplementationError:
+        folder = None
+    HINTS.start(folder, enabled=remote_mode(session.config) is None)
 
 
 def pytest_sessionfinish(session):
-    """End the processes that ran the graded modules (remote grading)."""
+    """End the processes that ran the graded modules (remote grading); keep the hint counts."""
+    HINTS.save()
     for client in CLIENTS.values():
         client.close()
     CLIENTS.clear()
@@ -121,6 +131,39 @@ def _failed_foundations(item) -> list[str]:
     names = [name for marker in item.iter_markers("builds_on") for name in marker.args]
     module = Path(str(item.fspath)).name
     return [name for name in names if f"{module}::{name}" in FAILED]
+
+
+def _foundations(item) -> list[str]:
+    """The function keys (``module.py::test_name``) of the checks ``item`` builds on."""
+    module = Path(str(item.fspath)).name
+    return [f"{module}::{name}" for marker in item.iter_markers("builds_on") for name in marker.args]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session, config, items):
+    """Run the stages in their order, and every check after the checks it ``builds_on`` (file
+    order otherwise): when one mistake fails several checks, the first failure shown (by
+    pytest, ``nicelab grade``, ``nicelab watch`` and the notebooks alike) is the foundation's,
+    whose message names it."""
+    def stage_index(item) -> int:
+        stem = Path(str(item.fspath)).stem.removeprefix("test_")
+        return STAGE_NAMES.index(stem) if stem in STAGE_NAMES else len(STAGE_NAMES)
+
+    items.sort(key=stage_index)  # stable: stage 1's checks first, file order within a stage
+    left: dict[str, int] = {}
+    for item in items:
+        left[_function_key(item)] = left.get(_function_key(item), 0) + 1
+
+    def ready(item) -> bool:
+        return all(left.get(key, 0) == 0 for key in _foundations(item) if key != _function_key(item))
+
+    ordered, pending = [], list(items)
+    while pending:  # each time, the first check in file order whose foundations have all run
+        item = next((i for i in pending if ready(i)), pending[0])  # (a cycle: file order)
+        pending.remove(item)
+        ordered.append(item)
+        left[_function_key(item)] -= 1
+    items[:] = ordered
 
 
 def impl_name(config) -> str:
@@ -165,6 +208,11 @@ def pytest_runtest_makereport(item, call):
         if first:
             report.longrepr = (f"Fix {first[0]} first: this check builds on it. "
                                f"{_without_hint(report.longrepr)}")
+        else:  # the code-level fix, once this check has failed several runs in a row here
+            runs = HINTS.failed(item.nodeid, str(report.longrepr))
+            report.longrepr = hints.with_hint(str(report.longrepr), getattr(excinfo.value, "fix", None), runs)
+    elif report.passed and call.when == "call":
+        HINTS.passed(item.nodeid)
     if report.failed:
         FAILED.add(_function_key(item))
     return report

@@ -258,7 +258,8 @@ def _pytest(args: list[str], collector: _Collector, quiet: bool) -> None:
 def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword: str | None = None,
                extra_dirs: tuple[Path, ...] = (), quiet: bool = True, capture: str = "fd",
                on_event: Callable[[str, object], None] | None = None,
-               collect_only: bool = False, remote: str | None = None) -> list[CheckResult]:
+               collect_only: bool = False, remote: str | None = None,
+               first_failure: bool = False) -> list[CheckResult]:
     """Run the checks of ``stages`` (default: all) on ``impl``; return one result per check.
 
     ``extra_dirs``: folders of hidden checks, run after the public ones with the same fixtures.
@@ -269,6 +270,7 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
     ``collected``) without running any check or fixture. ``remote``: ``process`` or
     ``sandbox`` runs the graded modules in child processes that answer the checks' requests
     (:mod:`nicelab.grader.remote`); the checks and their verdicts stay in this process.
+    ``first_failure``: stop at the first check that fails (what a student reads first).
     """
     from nicelab.grader import plugin as checks_plugin  # lazy: TensorFlow's start-up cost
 
@@ -285,6 +287,8 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
         common.append(f"--remote={remote}")
     if collect_only:
         common.append("--collect-only")
+    if first_failure:
+        common.append("--exitfirst")
     results: list[CheckResult] = []
     runs = [([str(CHECKS_DIR), "--rootdir", str(PROJECT_ROOT)], False)]
     for extra in extra_dirs:

@@ -66,7 +66,8 @@ MUTANTS = [
     Mutant("likelihood_naive_logistic", "likelihood", "likelihood.py",
            ((LOG_LIK, "return tf.reduce_sum(-h - 2.0 * tf.math.log(1.0 + tf.exp(-h)), axis=1)"
                       " + model.log_det_jacobian()"),),
-           "log_likelihood_is_finite_far_out", "overflow"),
+           "log_likelihood_is_finite_far_out", "overflow",
+           first="ignores the prior it is given"),  # a hand-made logistic: the prior is ignored first
     # train_step
     Mutant("likelihood_gradient_ascent", "likelihood", "likelihood.py",
            ((LOSS, "loss = tf.reduce_mean(log_likelihood(model, prior, x))"),),
@@ -104,9 +105,13 @@ MUTANTS = [
            ((SAMPLE, "return model.backward(prior.sample(n))"),), "shape_and_seed", "ignore the seed"),
     # the page's predictions
     Mutant("likelihood_prediction_is_the_entropy", "likelihood", "likelihood.py",
-           (('"untrained_nll_parabola": 8.14', '"untrained_nll_parabola": 4.224'),),
+           (('"untrained_nll_parabola": 8.140', '"untrained_nll_parabola": 4.224'),),
            "prediction", "re-read the question"),
     Mutant("likelihood_prediction_nats_not_bits", "likelihood", "likelihood.py",
-           (('"uniform_bits_per_dim_digits": 4.09', '"uniform_bits_per_dim_digits": 2.83'),),
+           (('"uniform_bits_per_dim_digits": 4.087', '"uniform_bits_per_dim_digits": 2.83'),),
            "prediction", "re-read the question"),
+    # the page asks for the value computed with code: the rough estimate no longer passes
+    Mutant("likelihood_prediction_rough_estimate", "likelihood", "likelihood.py",
+           (('"untrained_nll_parabola": 8.140', '"untrained_nll_parabola": 8.1'),),
+           "prediction", "4 significant digits"),
 ]

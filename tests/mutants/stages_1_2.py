@@ -91,7 +91,8 @@ MUTANTS += [
     # so in one line instead of a traceback.
     Mutant("coupling_m_of_changed_part_odd_d", "coupling", "coupling.py",
            ((FORWARD_SHIFT, "return self.merge(x_keep, x_change + self.m(x_change))"),),
-           "odd_and_small_dimensions and (3 or 5)", "check which part you feed m"),
+           "odd_and_small_dimensions and (3 or 5)", "check which part you feed m",
+           first="m must take x_keep"),  # at D = 6 already: the shift check names it first
     # A sign mistake seen at D = 2 is named as the sign mistake, not as an odd-D sizing problem.
     Mutant("coupling_backward_adds_small_d", "coupling", "coupling.py",
            (("y_change - self.m(y_keep)", "y_change + self.m(y_keep)"),),

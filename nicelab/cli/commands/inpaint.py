@@ -22,6 +22,7 @@ import numpy as np
 from nicelab.cli import options as stagerun
 from nicelab.cli.commands import add_data_argument, add_impl_argument, data_name
 from nicelab.cli.options import add_model_arguments
+from nicelab.core import data as data_mod
 from nicelab.core.validate import check_choice, check_positive_int
 from nicelab.plots import stages as stageplots
 from nicelab.tasks.inpaint import (  # noqa: F401 - make_masks: re-exported
@@ -36,14 +37,32 @@ from nicelab.tasks.inpaint import (  # noqa: F401 - make_masks: re-exported
     summarize,
 )
 
+#: Test examples per mask kind without ``--examples``: all of digits' test set, the first
+#: ``OTHER_EXAMPLES`` of MNIST's, the first ``TWO_D_EXAMPLES`` of a 2-D set's.
+TWO_D_EXAMPLES, OTHER_EXAMPLES = 2000, 100
+
+
+def default_examples(name: str, test_size: int) -> int:
+    """How many test examples ``nicelab inpaint NAME`` fills in when ``--examples`` is not given."""
+    if name == "digits":
+        return test_size
+    return min(test_size, TWO_D_EXAMPLES if name in TWO_D else OTHER_EXAMPLES)
+
+
+def _examples_help() -> str:
+    """``--examples``'s help, with the numbers :func:`default_examples` actually uses (digits'
+    test set counted from its split, not written by hand)."""
+    digits = default_examples("digits", len(data_mod.load_digits().test))
+    return (f"test examples per mask kind (default: digits {digits}, its whole test set; "
+            f"MNIST {OTHER_EXAMPLES}; parabola and the other 2-D sets {TWO_D_EXAMPLES})")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser, default="digits")
     add_impl_argument(parser)
     parser.add_argument("--masks", nargs="+", metavar="MASK",
                         help=f"mask kinds (images: {', '.join(IMAGE_MASKS)}; parabola: x1, x2)")
-    parser.add_argument("--examples", type=int, help="test examples per mask kind (default: digits 270, "
-                        "MNIST 100, parabola 2000)")
+    parser.add_argument("--examples", type=int, help=_examples_help())
     parser.add_argument("--show", type=int, default=8, help="examples per mask kind in the figure")
     parser.add_argument("--steps", type=int, default=300, help="ascent steps (default 300)")
     parser.add_argument("--step-size", type=float,
@@ -88,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive_int(args.steps, "--steps", minimum=0)
     check_positive_int(args.show, "--show")
     modules, data, trained, out = stagerun.load(args, ("inpainting",), name)
-    default_n = {"digits": len(data.test), **dict.fromkeys(TWO_D, 2000)}.get(name, 100)
+    default_n = default_examples(name, len(data.test))
     n = min(len(data.test), check_positive_int(args.examples or default_n, "--examples"))
     step_size, scores = _step_size(args, modules, trained, data, masks)
     sharpness = probe_curvature(modules, trained, data, masks[0])

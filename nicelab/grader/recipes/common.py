@@ -32,6 +32,23 @@ def autodiff_log_det(fn, x: np.ndarray) -> np.ndarray:
 
 
 @recipe
+def autodiff_jacobian(fn, x: np.ndarray) -> np.ndarray | None:
+    """``(batch, D_out, D_in)``: d fn(x) / dx per example from the tape (row j: the gradient of
+    output column j summed over the batch), or None where no gradient flows back to ``x``. A
+    claim of the graded process: :func:`nicelab.grader.evidence.verified_log_det` checks it."""
+    x = tf.constant(x, dtype=tf.float32)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        y = fn(x)
+        columns = [y[:, j] for j in range(int(y.shape[1]))]
+    rows = [tape.gradient(column, x) for column in columns]
+    del tape
+    if any(row is None for row in rows):
+        return None
+    return np.stack([np.asarray(r, dtype=np.float64) for r in rows], axis=1)
+
+
+@recipe
 def gradients_of_sum_of_squares(fn, variables, x: np.ndarray, extra=None) -> list[dict]:
     """For every variable: its name, whether ``sum(fn(x)^2) (+ extra())`` has a gradient for it,
     whether that gradient is anywhere non-zero, and the gradient (a claim the grader verifies:
