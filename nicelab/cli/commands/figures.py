@@ -4,6 +4,8 @@ deterministically, and write it where the pages expect it (``docs/figures/...``)
 * Stages 1-3: NICE trained on the parabola and on digits (``nicelab train``'s saved model is
   reused when its config and the reference's sources are unchanged): loss curves, density,
   samples, the home page's picture and the flow taken apart layer by layer.
+* The parabola runs pages 3-5 quote (``inpaint``, ``outliers``, ``train --prior logistic``): their
+  JSON summaries, in ``docs/figures/parabola/``.
 * Stages 4-5: when the ``inpaint`` and ``outliers`` subcommands exist, their figures on digits,
   shown by the stage pages between the ``<!-- figures:begin -->`` / ``<!-- figures:end -->``
   markers, which this command rewrites.
@@ -108,6 +110,31 @@ def _stage_figures(command: str, folder: str, docs: Path) -> list[Path]:
     return copied
 
 
+#: The parabola runs whose numbers pages 3-5 quote: (command, extra arguments, the JSON it
+#: writes, the name it gets in docs/figures/parabola/).
+PARABOLA_TABLES = (
+    ("inpaint", [], "inpainting.json", "inpainting.json"),
+    ("outliers", [], "outliers.json", "outliers.json"),
+    ("train", ["--prior", "logistic"], "result.json", "logistic_prior.json"),
+)
+
+
+def _parabola_tables(docs: Path) -> list[Path]:
+    """Run the parabola commands of :data:`PARABOLA_TABLES` with the reference and keep their
+    JSON summaries in docs/figures/parabola (the pages render their numbers from them)."""
+    target = docs / "figures" / "parabola"
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for command, extra, produced, name in PARABOLA_TABLES:
+        with tempfile.TemporaryDirectory(prefix=f"nicelab-{command}-") as tmp:
+            code = _run_command(command, ["parabola", "--impl", IMPL, "--out", tmp, *extra])
+            found = sorted(Path(tmp).rglob(produced))
+            if code != 0 or not found:
+                raise RuntimeError(f"nicelab {command} parabola {' '.join(extra)} wrote no {produced}.")
+            written.append(Path(shutil.copy2(found[0], target / name)))
+    return written
+
+
 def _run_command(command: str, argv: list[str]) -> int:
     """``nicelab COMMAND ARGV``, run through the command's own module (never back through
     :func:`nicelab.cli.main`, which runs this command)."""
@@ -149,6 +176,9 @@ def run(args: argparse.Namespace) -> int:
         if name in wanted:
             print(f"== {name}: the reference trained with its preset")
             made += _trained_figures(name, docs / "figures" / name, args)
+    if "parabola" in wanted:
+        print("== parabola: the runs pages 3-5 quote (inpaint, outliers, a logistic prior)")
+        made += _parabola_tables(docs)
     for command, folder, page in IMAGE_STAGES:
         if command not in wanted:
             continue
