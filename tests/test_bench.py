@@ -216,3 +216,33 @@ def test_quick_bench_runs_sections_2_and_3_end_to_end(tmp_path, capsys):
 def test_digits_split_is_the_one_the_issue_names():
     data = data_mod.load_digits()
     assert (len(data.train), len(data.valid), len(data.test), data.dim) == (1258, 270, 269, 64)
+
+
+def _functions(text: str) -> dict[str, str]:
+    import ast
+
+    return {n.name: ast.dump(n) for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef)}
+
+
+@pytest.mark.parametrize("stage", ["coupling", "model", "likelihood", "inpainting", "outliers"])
+def test_a_bench_save_changes_one_function_only(tmp_path, stage):
+    from benchmarks.watch import EDITED, edit_function
+
+    module = tmp_path / f"{stage}.py"
+    source = (impl.PROJECT_ROOT / "solutions" / f"{stage}.py").read_text()
+    module.write_text(source)
+    edit_function(module, EDITED[stage], 0)
+    edit_function(module, EDITED[stage], 1)
+    before, after = _functions(source), _functions(module.read_text())
+    assert [name for name in before if before[name] != after[name]] == [EDITED[stage]]
+    assert "_save = 1\n" in module.read_text()
+
+@pytest.mark.slow
+def test_watch_rows_print_the_save_to_verdict_figures(capsys):
+    from benchmarks.watch import print_watch_latency
+
+    print_watch_latency(("coupling",), saves=1)
+    printed = capsys.readouterr().out
+    assert "nicelab watch 1 (coupling): save of forward to verdict" in printed
+    for figure in (" s, worst ", "first line ", "first run ", "load average ", "all pass"):
+        assert figure in printed

@@ -15,7 +15,7 @@ import pytest
 from mutation_support import ROOT
 
 from nicelab.cli.commands.watch import stage_names
-from nicelab.grader.watch import SUMMARY, Watcher, changed_files, snapshot, stages_for
+from nicelab.grader.watch import SUMMARY, Stream, Watcher, changed_files, snapshot, stages_for
 
 
 def test_snapshot_sees_a_save(tmp_path):
@@ -53,7 +53,7 @@ def test_watcher_prints_a_verdict_after_each_save(tmp_path):
     said: list[str] = []
     runs: list[tuple[str, ...]] = []
 
-    def fake_run(stages):
+    def fake_run(stages, on_event):
         runs.append(stages)
         ok = len(runs) == 1
         return [SimpleNamespace(nodeid="checks/test_coupling.py::test_a", name="test_a", passed=ok,
@@ -126,3 +126,43 @@ def test_one_message_failing_many_checks_is_printed_once():
     assert verdict.lines[0] == ("NOT DONE test_coupling.py::test_0 (and 2 more) - Stage 1 (coupling): "
                                 "implement partition.")
     assert verdict.lines[1].startswith(f"{SUMMARY} stage 1 (coupling): 0/3 pass")
+
+
+def _result(name, passed, message="", kind="failed"):
+    return SimpleNamespace(nodeid=f"checks/test_likelihood.py::{name}", name=name, passed=passed,
+                           outcome="passed" if passed else "failed", kind="" if passed else kind,
+                           message=message)
+
+
+def test_verdicts_stream_before_the_slow_check_ends(tmp_path):
+    """Each failure is printed as its check ends, and a "so far" line before a slow check starts
+    once the run has lasted a while; the end of the run prints the summary only."""
+    (tmp_path / "likelihood.py").write_text("x = 1\n")
+    said: list[str] = []
+    seen_before_the_end: list[str] = []
+    now = [0.0]
+
+    def fake_run(stages, on_event):
+        on_event("start", "checks/test_likelihood.py::test_a")
+        on_event("result", _result("test_a", True))
+        on_event("result", _result("test_b", False, "Expected this; saw that."))
+        on_event("result", _result("test_c", False, "Expected this; saw that."))
+        now[0] = 5.0
+        on_event("start", "checks/test_likelihood.py::test_training")
+        seen_before_the_end.extend(said)
+        return [_result("test_a", True), _result("test_b", False, "Expected this; saw that."),
+                _result("test_c", False, "Expected this; saw that."), _result("test_training", True)]
+
+    watcher = Watcher(str(tmp_path), ("likelihood",), say=said.append, run=fake_run)
+    stream = Stream(said.append, progress_after=1.0, clock=lambda: now[0])
+    fake_run(("likelihood",), stream)
+    assert said == ["FAILED test_likelihood.py::test_b - Expected this; saw that.",
+                    "... 1/3 pass so far (5.0 s); now test_training"]
+    said.clear()
+    seen_before_the_end.clear()
+    verdict = watcher.check()
+    assert seen_before_the_end == ["FAILED test_likelihood.py::test_b - Expected this; saw that."]
+    assert said[0] == "FAILED test_likelihood.py::test_b - Expected this; saw that."
+    assert said[-1].startswith(f"{SUMMARY} stage 3 (likelihood): 2/4 pass")
+    assert verdict.lines[0] == "FAILED test_likelihood.py::test_b (and 1 more) - Expected this; saw that."
+    assert len(said) == 2  # the failure once, as it came, then the summary (a fast run: no "so far")

@@ -85,3 +85,9 @@ def cached_arrays(name: str, cache_key: str, compute: Callable[[], dict[str, np.
     except OSError:
         pass  # a read-only project: no cache, same results
     return arrays
+
+
+def file_digest(*files: Path) -> str:
+    """A hash of these files' names and bytes (the grader's own code behind a cached run)."""
+    return key(*(part for path in files for part in (Path(path).name, Path(path).read_bytes())),
+               length=64, with_tensorflow=False)

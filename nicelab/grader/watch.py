@@ -6,11 +6,16 @@ event library is needed and it works the same on every platform and network driv
 a fresh pytest session in this process (:func:`nicelab.grader.runner.run_checks`), which loads the
 lesson modules afresh; TensorFlow and the check modules stay imported, so a run of stage 1 or 2
 costs about a second instead of the five seconds of imports a new ``pytest`` process pays.
+
+Verdicts stream: each failure is printed as its check ends (:class:`Stream`), and a slow run
+says how many checks pass so far before its slow check (stage 3's training run, which trains
+again only when what it uses changed: :mod:`nicelab.core.source_key`) ends.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import shutil
 import sys
@@ -68,27 +73,72 @@ class Verdict:
     seconds: float
 
 
+def failure_line(result, more: int = 0) -> str:
+    """``FAILED file::check - message`` (``NOT DONE`` for a stub), with ``(and N more)`` when
+    ``more`` other checks failed with the same message."""
+    label = "NOT DONE" if result.kind == "not_implemented" else result.outcome.upper()
+    also = f" (and {more} more)" if more else ""
+    text = result.message.removeprefix("Not implemented yet - ")
+    return f"{label} {Path(result.nodeid.split('::')[0]).name}::{result.name}{also} - {text}"
+
+
+def failure_groups(results) -> dict[str, list]:
+    """message -> the failed checks with it: a stub or an import error fails every check of a
+    stage with one message, printed once."""
+    groups: dict[str, list] = {}
+    for result in results:
+        if not (result.passed or result.outcome == "skipped"):
+            groups.setdefault(result.message, []).append(result)
+    return groups
+
+
 def format_verdict(stages: tuple[str, ...], results, seconds: float, cpu: float | None = None) -> Verdict:
     """One ``FAILED file::check - message`` line per failed check (pytest's short summary),
     then a summary line starting with :data:`SUMMARY` (with the run's wall time, and its CPU
     time when given: on a busy machine the two differ)."""
-    groups: dict[str, list] = {}  # message -> failed checks: a stub or an import error fails
-    for result in results:        # every check of a stage with one message, printed once
-        if not (result.passed or result.outcome == "skipped"):
-            groups.setdefault(result.message, []).append(result)
-    lines = []
-    for message, failed in groups.items():
-        first = failed[0]
-        label = "NOT DONE" if first.kind == "not_implemented" else first.outcome.upper()
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        text = message.removeprefix("Not implemented yet - ")
-        lines.append(f"{label} {Path(first.nodeid.split('::')[0]).name}::{first.name}{more} - {text}")
+    lines = [failure_line(failed[0], len(failed) - 1) for failed in failure_groups(results).values()]
     passed = sum(r.passed for r in results)
     named = ", ".join(f"{STAGE_NAMES.index(s) + 1} ({s})" for s in stages)
     tail = "all pass" if results and passed == len(results) else f"{passed}/{len(results)} pass"
     took = f"{seconds:.1f} s" + (f", {cpu:.1f} s CPU" if cpu is not None else "")
     lines.append(f"{SUMMARY} stage{'s' if len(stages) > 1 else ''} {named}: {tail} ({took})")
     return Verdict(stages, passed, len(results), lines, seconds)
+
+
+class Stream:
+    """Prints each verdict as its check finishes, before the slow checks of the run are done: the
+    first failure of every message at once, and, once the run has lasted :attr:`progress_after`
+    seconds, one ``... N/M pass so far`` line as the next check starts (stage 3's training run,
+    say). ``say`` is called with ``sys.stdout`` as it was when the stream was made (the runner
+    sends pytest's own output elsewhere while it runs)."""
+
+    def __init__(self, say: Callable[[str], None], progress_after: float = 1.0,
+                 clock: Callable[[], float] = time.perf_counter):
+        self._say, self._stdout, self._clock = say, sys.stdout, clock
+        self.progress_after, self.start = progress_after, clock()
+        self.streamed: set[str] = set()  # the messages already printed
+        self.passed = self.done = 0
+        self._progress = False
+
+    def say(self, line: str) -> None:
+        with contextlib.redirect_stdout(self._stdout):
+            self._say(line)
+
+    def __call__(self, event: str, payload) -> None:
+        """``run_checks``'s ``on_event``: ``start`` (a node id) and ``result`` (a CheckResult)."""
+        if event == "result":
+            self.done += 1
+            self.passed += bool(payload.passed)
+            failed = not (payload.passed or payload.outcome == "skipped")
+            if failed and payload.message not in self.streamed:
+                self.streamed.add(payload.message)
+                self.say(failure_line(payload))
+        elif event == "start" and not self._progress and self.done:
+            elapsed = self._clock() - self.start
+            if elapsed >= self.progress_after:
+                self._progress = True
+                name = str(payload).rsplit("::", 1)[-1]
+                self.say(f"... {self.passed}/{self.done} pass so far ({elapsed:.1f} s); now {name}")
 
 
 def fresh_sources() -> None:
@@ -102,13 +152,14 @@ def fresh_sources() -> None:
 class Watcher:
     """Polls the lesson folder of ``impl`` and re-runs the checks of ``stages`` on every save.
 
-    ``run(stages)`` grades and returns a list of CheckResult (default: ``run_checks``);
-    ``say`` prints a line; ``clock`` and ``sleep`` are injectable for tests.
+    ``run(stages, on_event)`` grades and returns a list of CheckResult, reporting progress to
+    ``on_event`` as :func:`nicelab.grader.runner.run_checks` does (its default); ``say``
+    prints a line; ``sleep`` is injectable for tests.
     """
 
     def __init__(self, impl: str, stages: tuple[str, ...] = STAGE_NAMES, interval: float = 0.1,
                  say: Callable[[str], None] = print,
-                 run: Callable[[tuple[str, ...]], list] | None = None,
+                 run: Callable[[tuple[str, ...], Callable[[str, object], None]], list] | None = None,
                  sleep: Callable[[float], None] = time.sleep):
         unknown = [s for s in stages if s not in STAGE_NAMES]
         if unknown:
@@ -122,19 +173,23 @@ class Watcher:
         self.state = snapshot(self.folder)
         self._frozen = False
 
-    def _run_checks(self, stages: tuple[str, ...]) -> list:
+    def _run_checks(self, stages: tuple[str, ...], on_event: Callable[[str, object], None]) -> list:
         from nicelab.grader.runner import run_checks  # pytest and the checks: only once watching
 
-        return run_checks(self.impl, stages)
+        return run_checks(self.impl, stages, on_event=on_event)
 
     def check(self, stages: tuple[str, ...] | None = None) -> Verdict:
-        """Run the checks of ``stages`` (default: all watched) now and print the verdict."""
+        """Run the checks of ``stages`` (default: all watched) now and print the verdict: each
+        failure as its check ends (:class:`Stream`), then the summary line."""
         stages = stages or self.stages
         start, cpu = time.perf_counter(), time.process_time()
-        results = self._run(stages)
+        stream = Stream(self.say)
+        results = self._run(stages, stream)
         verdict = format_verdict(stages, results, time.perf_counter() - start, time.process_time() - cpu)
-        for line in verdict.lines:
-            self.say(line)
+        for message, failed in failure_groups(results).items():
+            if message not in stream.streamed:  # not reported as it ended (a run without events)
+                self.say(failure_line(failed[0], len(failed) - 1))
+        self.say(verdict.lines[-1])
         if not self._frozen:
             # TensorFlow, Keras and pytest hold millions of long-lived objects, and pytest runs a
             # full garbage collection at the end of every session (about a second). Free the
