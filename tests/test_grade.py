@@ -25,7 +25,8 @@ import pytest
 from fake_submissions import LESSONS, make_class, make_hanging, snapshot
 
 from nicelab import STAGE_NAMES
-from nicelab.grader import batch, report
+from nicelab.grader import batch
+from nicelab.grader.results import report
 from nicelab.grader.runner import CheckResult
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,7 +18,7 @@ import pytest
 from fake_submissions import SEGFAULT, _in_forward
 
 from nicelab.authoring.gradescope import TEMPLATES, results, write_bundle
-from nicelab.grader.report import load_points
+from nicelab.grader.results.report import load_points
 
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN = '''
@@ -165,7 +165,7 @@ def test_run_autograder_writes_a_results_file_when_python_fails(bundle, tmp_path
 
 
 def test_scores_add_up_to_the_stage_points_exactly():
-    from nicelab.grader.scores import check_max_scores, check_scores
+    from nicelab.grader.results.scores import check_max_scores, check_scores
 
     checks = [{"points": 20 / 18 if i != 4 else 0.0} for i in range(18)]
     stage = {"points": round(17 * 20 / 18, 4), "max_points": 20.0, "checks": checks}

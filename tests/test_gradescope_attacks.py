@@ -37,9 +37,9 @@ from test_gradescope import ROOT, run_bundle, totals
 
 from nicelab.authoring import gradescope
 from nicelab.authoring.gradescope import isolation_plan, lock_down, write_bundle
-from nicelab.grader.process import Plan, _usage, worker_command
-from nicelab.grader.report import load_points
-from nicelab.grader.student_user import kill_user, user_processes
+from nicelab.grader.isolation.process import Plan, _usage, worker_command
+from nicelab.grader.isolation.student_user import kill_user, user_processes
+from nicelab.grader.results.report import load_points
 
 #: The student's uid in these tests (no account has it).
 UID = 61234

@@ -23,7 +23,7 @@ from nicelab.authoring import leaks
 from nicelab.authoring.release import ReleaseError, release_student
 from nicelab.core.stubs import make_stub
 from nicelab.grader.released import FILENAME
-from nicelab.grader.report import load_points
+from nicelab.grader.results.report import load_points
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = ROOT / "solutions"

@@ -26,7 +26,8 @@ import pytest
 from attack_submissions import DAEMON_MARK, FORGERIES, POISON, RECIPE_FORGERS, make_attacks
 
 from nicelab.core.cache import cache_dir
-from nicelab.grader import integrity, report, sandbox
+from nicelab.grader.isolation import sandbox
+from nicelab.grader.results import integrity, report
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads(report.SCHEMA_FILE.read_text())
@@ -406,7 +407,7 @@ time.sleep(60)
 def test_memfd_and_detached_shm_count(tmp_path):
     """256 MB in memfd files never mapped and 256 MB in a detached System V segment: the
     resident sets show neither; the sandbox's memory cgroup (or the fallback) counts both."""
-    from nicelab.grader import memory, process
+    from nicelab.grader.isolation import memory, process
 
     info_r, info_w = os.pipe()
     args_r, args_w = os.pipe()

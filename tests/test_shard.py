@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fake_submissions import make_class
 
-from nicelab.grader import integrity, report, shard
+from nicelab.grader.results import integrity, report, shard
 
 ROOT = Path(__file__).resolve().parents[1]
 POINTS = report.Points({"coupling": 20.0, "model": 10.0})

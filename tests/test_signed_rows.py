@@ -15,7 +15,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from nicelab.grader import batch, classroom, integrity, report
+from nicelab.grader import batch, classroom
+from nicelab.grader.results import integrity, report
 from nicelab.grader.runner import CheckResult
 from nicelab.grader.submission import fingerprint
 

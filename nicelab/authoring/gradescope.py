@@ -19,8 +19,8 @@ The bundle (Gradescope unpacks it into ``/autograder/source``):
 Gradescope runs the autograder as root, beside the results file and the hidden checks, so the
 student's code never runs as root: as in ``nicelab grade`` the checks decide in the worker and
 each stage's module answers from a child process, here in bubblewrap where the container allows
-it (:func:`nicelab.grader.sandbox.check_available`), else as the unprivileged user
-``nicelab-student`` that ``setup.sh`` creates (:class:`~nicelab.grader.process.Plan`'s ``uid``).
+it (:func:`nicelab.grader.isolation.sandbox.check_available`), else as the unprivileged user
+``nicelab-student`` that ``setup.sh`` creates (:class:`~nicelab.grader.isolation.process.Plan`'s ``uid``).
 Before grading, :func:`lock_down` makes ``hidden/`` and ``solutions/`` root's alone (0700), the
 bundle read-only to others and the results folder root's (0700); every process of that user is
 killed before ``results.json`` is written. The settings' ``isolation`` (or
@@ -49,13 +49,14 @@ from nicelab.core.atomic import atomic_path
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import batch, released, sandbox
+from nicelab.grader import batch, released
 from nicelab.grader.batch import Limits
-from nicelab.grader.process import Plan
-from nicelab.grader.report import format_table, load_points
+from nicelab.grader.isolation import sandbox
+from nicelab.grader.isolation.process import Plan
+from nicelab.grader.isolation.student_user import kill_user
+from nicelab.grader.results.report import format_table, load_points
+from nicelab.grader.results.scores import check_max_scores, check_scores
 from nicelab.grader.runner import stage_of_file
-from nicelab.grader.scores import check_max_scores, check_scores
-from nicelab.grader.student_user import kill_user
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SETTINGS = "nicelab-gradescope.json"

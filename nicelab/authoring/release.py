@@ -37,7 +37,7 @@ from nicelab.core.course import VERSION as __version__
 from nicelab.core.impl import PROJECT_ROOT
 from nicelab.core.stubs import make_stub
 from nicelab.grader import released
-from nicelab.grader.report import load_points
+from nicelab.grader.results.report import load_points
 from nicelab.grader.runner import stage_of_file
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"

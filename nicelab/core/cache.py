@@ -31,7 +31,7 @@ def cache_dir() -> Path:
 
 def fixture_dir() -> Path:
     """``fixtures/`` in :func:`cache_dir`: the reference models the checks train (never a
-    submission's run), the one part of the cache a sandbox sees (:mod:`nicelab.grader.sandbox`)."""
+    submission's run), the one part of the cache a sandbox sees (:mod:`nicelab.grader.isolation.sandbox`)."""
     return cache_dir() / "fixtures"
 
 

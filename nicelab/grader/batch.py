@@ -6,7 +6,7 @@ submission, atomically, so an interrupted batch leaves a valid file and a rerun 
 
 How one submission is graded, and how the limits are enforced:
 
-* :mod:`nicelab.grader.submission` grades one submission, :mod:`nicelab.grader.process`
+* :mod:`nicelab.grader.submission` grades one submission, :mod:`nicelab.grader.isolation.process`
   runs and watches one worker process; this module grades the class and keeps the results.
 * The batch first lists the checks it expects (:func:`collect_checks`, once, without any
   student code): only their results count, and one that never reports counts as failed.
@@ -17,7 +17,7 @@ How one submission is graded, and how the limits are enforced:
   included; each stage's module of the submission is loaded in a child process
   (:mod:`nicelab.grader.child`) that only answers the checks' requests over a pipe, arrays in
   and arrays out (:mod:`nicelab.grader.remote`). Whatever the submission patches there changes
-  only its own answers. The child runs in a bubblewrap sandbox (:mod:`nicelab.grader.sandbox`):
+  only its own answers. The child runs in a bubblewrap sandbox (:mod:`nicelab.grader.isolation.sandbox`):
   the project (without the checks), the venv and the caches read-only, of ``solutions/`` only
   the stages before the graded one, the copy read-only, a capped private ``/tmp``, its own user,
   PID, network, IPC and UTS namespaces. ``--no-sandbox`` runs the child directly (and says so
@@ -39,7 +39,7 @@ How one submission is graded, and how the limits are enforced:
   When the batch stops a worker at a limit, the check that was running gets the verdict (timed
   out, out of memory), the rest of that stage is not run, and a fresh worker grades the stages
   left while the time budget lasts.
-* Every row is signed with the instructor's key (:mod:`nicelab.grader.integrity`); a resumed
+* Every row is signed with the instructor's key (:mod:`nicelab.grader.results.integrity`); a resumed
   batch grades again a row whose signature does not match. Every row also carries (signed) the
   digest of the batch's settings (:func:`settings`: points, limits, stages, sandbox, the public
   and hidden checks' files, the nicelab version); a resumed batch grades again a row graded
@@ -59,9 +59,10 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from nicelab.core.course import STAGE_NAMES, VERSION
-from nicelab.grader import integrity, report, sandbox
-from nicelab.grader import shard as sharding
-from nicelab.grader.process import Interrupted, Limits, Plan
+from nicelab.grader.isolation import sandbox
+from nicelab.grader.isolation.process import Interrupted, Limits, Plan
+from nicelab.grader.results import integrity, report
+from nicelab.grader.results import shard as sharding
 from nicelab.grader.runner import CHECKS_DIR
 from nicelab.grader.submission import (
     NO_SANDBOX_WARNING,
@@ -281,9 +282,9 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     stages, sandbox, public and hidden checks) and hidden checks' folders, and whose row still
     carries the grader's own signature, are skipped unless ``regrade``.
 
-    ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.shard`).
-    ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.sandbox`); a
-    batch refuses to start without it (:class:`~nicelab.grader.sandbox.SandboxUnavailable`)
+    ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.results.shard`).
+    ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.isolation.sandbox`); a
+    batch refuses to start without it (:class:`~nicelab.grader.isolation.sandbox.SandboxUnavailable`)
     unless this is False, and then warns in the results. Either way the checks decide in the
     batch's worker processes and the submission's code only answers from child processes."""
     extra_dirs = _check_arguments(extra_dirs)

@@ -7,7 +7,7 @@ step output: base64 of a JSON object ``{"version": 1, "status": "pass" | "fail" 
 ``score`` of every test and the ``max_score`` of every runner and posts ``Points X/Y`` to the
 classroom. Here a runner is a stage (its ``max_score``: the stage's points in ``points.toml``)
 and a test is a check (its ``score``: the points the check earned, dealt out by
-:mod:`nicelab.grader.scores` so that they add up exactly). When the results file is missing or
+:mod:`nicelab.grader.results.scores` so that they add up exactly). When the results file is missing or
 unreadable (the grading process died) every released stage is reported as an error
 worth 0 points, with the reason.
 
@@ -26,10 +26,10 @@ import json
 import sys
 from pathlib import Path
 
-from nicelab.grader import integrity
 from nicelab.grader.released import released_stages
-from nicelab.grader.report import load_points
-from nicelab.grader.scores import check_scores
+from nicelab.grader.results import integrity
+from nicelab.grader.results.report import load_points
+from nicelab.grader.results.scores import check_scores
 
 VERSION = 1
 

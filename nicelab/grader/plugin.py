@@ -19,6 +19,7 @@ import re
 import shutil
 import tempfile
 import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,8 @@ import pytest
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
-from nicelab.grader import hints, remote, sandbox
+from nicelab.grader import hints, remote
+from nicelab.grader.isolation import sandbox
 
 tf = import_tensorflow()
 
@@ -150,9 +152,7 @@ def pytest_collection_modifyitems(session, config, items):
         return STAGE_NAMES.index(stem) if stem in STAGE_NAMES else len(STAGE_NAMES)
 
     items.sort(key=stage_index)  # stable: stage 1's checks first, file order within a stage
-    left: dict[str, int] = {}
-    for item in items:
-        left[_function_key(item)] = left.get(_function_key(item), 0) + 1
+    left = Counter(_function_key(item) for item in items)
 
     def ready(item) -> bool:
         return all(left.get(key, 0) == 0 for key in _foundations(item) if key != _function_key(item))

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from nicelab.grader import sandbox, student_user, wire
+from nicelab.grader import wire
+from nicelab.grader.isolation import sandbox, student_user
 
 #: How long one request may take by default (a batch enforces its own limits from outside).
 TIMEOUT_S = 900.0
@@ -240,7 +241,7 @@ def _describe(value, arrays: list[np.ndarray]):
 class Client:
     """The grader's end of one child process that runs ``impl``'s ``stage`` (in the sandbox
     described by ``sandbox_view`` when given; else as the unprivileged user ``uid`` when given,
-    see :mod:`nicelab.grader.student_user`). ``load()`` loads the module there."""
+    see :mod:`nicelab.grader.isolation.student_user`). ``load()`` loads the module there."""
 
     def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = TIMEOUT_S,
                  threads: int = 0, bwrap: str | None = None, uid: int | None = None):

@@ -1,5 +1,5 @@
 """One submission: its files, the checks the batch expects of it, and its grading, stage by
-stage, in worker processes (:mod:`nicelab.grader.process`); the result is its JSON row."""
+stage, in worker processes (:mod:`nicelab.grader.isolation.process`); the result is its JSON row."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import integrity, report, sandbox
-from nicelab.grader.process import (
+from nicelab.grader.isolation import sandbox
+from nicelab.grader.isolation.process import (
     Attempt,
     Limits,
     Plan,
@@ -25,6 +25,7 @@ from nicelab.grader.process import (
     run_worker,
     worker_command,
 )
+from nicelab.grader.results import integrity, report
 from nicelab.grader.runner import CheckResult
 
 #: The largest submission copied for grading (all its files together).

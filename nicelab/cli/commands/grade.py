@@ -14,7 +14,7 @@ resumes an interrupted batch (``--regrade`` grades everything again).
 A class bigger than one machine: ``--shard I/N`` grades share I of N (by name, the same cut on
 every machine) into its own ``--json part-I.json``; ``nicelab grade merge part-*.json --json
 all.json [--csv all.csv]`` joins the parts into the file one run would have written (see
-:mod:`nicelab.grader.shard`), after checking every row's signature with the grading key (or
+:mod:`nicelab.grader.results.shard`), after checking every row's signature with the grading key (or
 saying plainly that it could not). In a student handout, only its released stages are graded.
 """
 
@@ -28,10 +28,11 @@ from nicelab.cli.commands import add_impl_argument
 from nicelab.core import impl as impl_mod
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.quiet import import_tensorflow
-from nicelab.grader import batch, integrity, released, report
-from nicelab.grader import shard as sharding
+from nicelab.grader import batch, released
+from nicelab.grader.isolation.sandbox import SandboxUnavailable
+from nicelab.grader.results import integrity, report
+from nicelab.grader.results import shard as sharding
 from nicelab.grader.runner import run_checks
-from nicelab.grader.sandbox import SandboxUnavailable
 
 NEEDS_TENSORFLOW = False  # batch mode never imports it; a single grade imports it in run()
 

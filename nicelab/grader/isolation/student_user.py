@@ -1,5 +1,5 @@
 """The unprivileged user a root grader runs the student's code as, where bubblewrap cannot run
-(Gradescope: :mod:`nicelab.authoring.gradescope`; :class:`nicelab.grader.process.Plan`'s ``uid``).
+(Gradescope: :mod:`nicelab.authoring.gradescope`; :class:`nicelab.grader.isolation.process.Plan`'s ``uid``).
 
 The child that answers the checks (:class:`nicelab.grader.remote.Client`) starts as that user,
 in a clean environment with a private folder of its own (:func:`child_environment`); that user
@@ -24,7 +24,7 @@ import psutil
 
 from nicelab.core.cache import cache_dir
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import sandbox
+from nicelab.grader.isolation import sandbox
 
 
 def primary_gid(uid: int) -> int:

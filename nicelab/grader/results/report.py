@@ -37,12 +37,12 @@ from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
 from nicelab.core.table import table_lines
-from nicelab.grader.integrity import clean_text, clean_value, csv_cell
+from nicelab.grader.results.integrity import clean_text, clean_value, csv_cell
 from nicelab.grader.runner import CheckResult
 
 SCHEMA_ID = "nicelab-grade/1"
-SCHEMA_FILE = Path(__file__).resolve().parent / "grade_schema.json"
-DEFAULT_POINTS = Path(__file__).resolve().parent / "points.toml"
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "grade_schema.json"
+DEFAULT_POINTS = Path(__file__).resolve().parents[1] / "points.toml"
 TITLES = dict(STAGES)
 
 #: Statuses a stage can have (see the module docstring).
@@ -226,7 +226,7 @@ def summarize(results: list[CheckResult], stages: tuple[str, ...], points: Point
 def submission_row(name: str, path: str, results: list[CheckResult], stages: tuple[str, ...],
                    points: Points, **extra) -> dict:
     """The JSON row of one graded submission (``extra``: status, message, limits' details...).
-    Every text in it is cleaned (:func:`~nicelab.grader.integrity.clean_text`): names, paths,
+    Every text in it is cleaned (:func:`~nicelab.grader.results.integrity.clean_text`): names, paths,
     messages, flags and output excerpts can always be printed and written."""
     for result in results:  # nothing a submission prints reaches a terminal or a file raw
         result.message = clean_text(result.message)

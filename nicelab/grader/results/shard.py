@@ -10,7 +10,7 @@ points and settings, each complete, and writes the file one run over the whole c
 written: the same options (without the share), points and rows, in name order.
 
 Signed means checked: with the grading key (``NICELAB_GRADE_KEY_FILE`` or the instructor's
-cache, :func:`nicelab.grader.integrity.existing_key`), the merge refuses rows whose signature
+cache, :func:`nicelab.grader.results.integrity.existing_key`), the merge refuses rows whose signature
 does not match (edited after grading, or graded with another key), naming them; without one, it
 says so in its output and in the merged file's ``warnings``.
 """
@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 from nicelab.core import cache
-from nicelab.grader import integrity, report
+from nicelab.grader.results import integrity, report
 
 #: Options that may differ between the parts (how many processes each machine ran at once).
 PER_MACHINE = ("jobs",)

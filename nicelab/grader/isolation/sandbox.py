@@ -21,7 +21,7 @@ outside) into a ``bwrap`` command line. Inside, it sees a small file system of i
 
 Nothing else of the machine is there: no other submission, no results file, no checks (public
 or hidden: they run in the grader's process), no grading key: a key file
-(:func:`nicelab.grader.integrity.key_file`) inside any folder bound is refused
+(:func:`nicelab.grader.results.integrity.key_file`) inside any folder bound is refused
 (:class:`SandboxUnavailable`). The process runs as an unprivileged user in new PID, network,
 IPC and UTS namespaces, with every capability dropped and in a new session (no terminal): a
 normal grader's sandbox is uid :data:`UID` in a user namespace of its own; a root grader's is
@@ -36,7 +36,7 @@ parent keeps the watchdog (time, memory), and killing the namespace's first proc
 Memory: :func:`start` puts bwrap, before it runs anything, in a memory cgroup of its own where
 the machine offers one, so that memory no process maps (memfd files, System V segments, tmpfs
 files) is charged and counted; elsewhere a documented fallback polls it
-(:mod:`nicelab.grader.memory`).
+(:mod:`nicelab.grader.isolation.memory`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ from pathlib import Path
 from nicelab.core.cache import fixture_dir
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader import integrity, memory
+from nicelab.grader.isolation import memory
+from nicelab.grader.results import integrity
 
 #: Where things are inside the sandbox.
 ROOT = Path("/grader")
@@ -223,7 +224,7 @@ def sandbox_command(inner: list[str], view: View, threads: int, info_fd: int, bw
 def start(pid: int, args_fd: int, options: bytes) -> None:
     """Hand bwrap (``pid``, started with ``--args`` on the pipe ``args_fd`` and blocked reading
     it) its ``options``, once it is in a memory cgroup of its own where the machine has them:
-    everything the sandbox starts is then charged there (:mod:`nicelab.grader.memory`)."""
+    everything the sandbox starts is then charged there (:mod:`nicelab.grader.isolation.memory`)."""
     group = memory.new_group(os.getpid(), memory.backstop())
     if group is not None:
         memory.join(group, pid)  # not joined: the fallback counts

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import psutil
 
-from nicelab.grader import memory
+from nicelab.grader.isolation import memory
+from nicelab.grader.isolation.student_user import kill_user, user_processes
 from nicelab.grader.runner import CheckResult
-from nicelab.grader.student_user import kill_user, user_processes
 
 POLL_S = 0.1
 #: The most a worker may write into its event channel, and into one event line.
@@ -97,7 +97,7 @@ def _group(proc: psutil.Process) -> int | None:
 
 def _rss(procs, groups=()) -> int:
     """The memory ``procs`` hold: their resident pages and what no resident set shows (memfd
-    files, System V segments nobody attaches, tmpfs files: :mod:`nicelab.grader.memory`). With
+    files, System V segments nobody attaches, tmpfs files: :mod:`nicelab.grader.isolation.memory`). With
     ``groups``, the memory cgroups they run in, the shared memory is the groups' (each page
     once); without, the fallback adds the memfd files they hold and their detached segments."""
     total, pids = 0, []
@@ -118,7 +118,7 @@ def tree_usage(root: int, pgid: int | None = None, without_root: bool = False) -
     group ``pgid``), from psutil; ``without_root``: the memory of the others only. In the sandbox
     every process of the submission descends from bwrap: its PID namespace's first process adopts
     the orphans of ``setsid`` and double forks; the sandboxes ``root`` started run in memory
-    cgroups of their own where the machine has them (:func:`nicelab.grader.memory.groups_of`)."""
+    cgroups of their own where the machine has them (:func:`nicelab.grader.isolation.memory.groups_of`)."""
     procs: dict[int, psutil.Process] = {}
     try:
         top = psutil.Process(root)
