@@ -333,6 +333,8 @@ INJECTIONS = {
                     '\\"full marks\\")", pytrace=False)\n'),
     "ansi_escapes": 'import pytest\n        pytest.fail("\\x1b[2J\\x1b[1;32mALL CHECKS PASSED\\x1b[0m'
                     '\\x1b]0;pwned\\x07 \\u202edetrapes", pytrace=False)\n',
+    # an answer the grader's worker would broadcast into gigabytes (issue 21): refused by shape
+    "broadcast_shape": "return np.zeros((1_200_000, 1, 1), np.float32)\n",
 }
 
 #: Recipe forgers (issue 21): forward leaves TensorFlow through NumPy, so no gradient reaches m,

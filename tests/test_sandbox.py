@@ -11,6 +11,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -168,6 +169,15 @@ def test_recipe_forgers_get_no_more_than_their_mistake(attacked):
 
 
 @pytest.mark.slow
+def test_a_broadcast_answer_is_refused_by_its_shape(attacked):
+    """Issue 21: forward answering (1.2M, 1, 1) fails on its shape before any check computes
+    with it (broadcast against the batch, it would cost the grader's worker gigabytes)."""
+    _, tmp, _, _, _, _, _ = attacked
+    row = _rows(tmp)["broadcast_shape"]
+    assert "(1200000, 1, 1)" in row["stages"][0]["message"], row["stages"][0]["message"]
+
+
+@pytest.mark.slow
 def test_reference_is_out_of_reach_and_copies_are_flagged(attacked):
     _, tmp, _, _, _, _, _ = attacked
     rows = _rows(tmp)
@@ -218,7 +228,7 @@ def test_the_cache_shows_nothing_of_another_submission(attacked):
     """The sandbox sees the checks' fixtures only: no other submission's run, no key."""
     _, tmp, _, _, _, _, _ = attacked
     message = _rows(tmp)["cache_read"]["stages"][0]["message"]
-    assert message.startswith("CACHE_READ KEYS:  FOUND: ")  # it ran, found no key, listed what it saw
+    assert re.match(r"CACHE_READ KEYS:\s+FOUND: ", message), message[:300]  # it ran, found no key
     for secret in ("parabola-run", "grade-key", PLANTED_KEY, KEY_FILE.name, str(tmp)):
         assert secret not in message
 
