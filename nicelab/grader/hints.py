@@ -30,10 +30,11 @@ class Hints:
     def __init__(self) -> None:
         self.path: Path | None = None
         self.counts: dict[str, list] = {}
+        self.changed = False
 
     def start(self, graded_folder: Path | None, enabled: bool) -> None:
         """Load the counts of ``graded_folder`` (None or not ``enabled``: count nothing)."""
-        self.counts, self.path = {}, None
+        self.counts, self.path, self.changed = {}, None, False
         if graded_folder is None or not enabled or os.environ.get(ENV, "1") == "0":
             return
         name = hashlib.sha256(str(Path(graded_folder).resolve()).encode()).hexdigest()[:16]
@@ -52,13 +53,17 @@ class Hints:
         previous, runs = self.counts.get(check, [None, 0])
         runs = runs + 1 if previous == digest else 1
         self.counts[check] = [digest, runs]
+        self.changed = True
         return runs
 
     def passed(self, check: str) -> None:
-        self.counts.pop(check, None)
+        if self.counts.pop(check, None) is not None:
+            self.changed = True
 
     def save(self) -> None:
-        if self.path is None:
+        """Write the counts back, only when this session changed them (a session that ran no
+        check, such as a batch listing its checks, writes nothing)."""
+        if self.path is None or not self.changed:
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
