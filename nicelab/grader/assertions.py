@@ -36,9 +36,11 @@ def fail(expected: str, seen: str, likely: str | None = None, fix: str | None = 
     message = f"Expected {expected}; saw {seen}."
     if likely:
         message += f" Likely mistake: {likely}"
-    error = pytest.fail.Exception(message, pytrace=False)
-    error.fix = fix
-    raise error
+    try:
+        pytest.fail(message, pytrace=False)
+    except BaseException as error:  # pytest's Failed: carry the fix for the plugin
+        error.fix = fix
+        raise
 
 
 def expect(condition: bool, expected: str, seen: str, likely: str | None = None,
