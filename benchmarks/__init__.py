@@ -10,6 +10,8 @@ Markdown with ``--out``).
 3. Quality against limits: the parabola's gap to its entropy, digits against a Gaussian and the
    best GaussianMixture, MNIST when cached (:mod:`benchmarks.quality`).
 4. Memory: peak resident memory of the main job and of the check suite.
+5. Flows: NICE, RealNVP and Glow on the same data in one process, same parameter count (MNIST:
+   each flow's own preset) (:mod:`benchmarks.flows`).
 
 Benchmarks print figures; the tests never assert wall times.
 """
@@ -25,12 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from nicelab.core.course import STAGE_NAMES
 from nicelab.core.table import table_lines
 
-SECTIONS = {1: "feedback speed", 2: "training throughput", 3: "quality against limits", 4: "memory"}
+SECTIONS = {1: "feedback speed", 2: "training throughput", 3: "quality against limits", 4: "memory",
+            5: "flows: NICE, RealNVP, Glow"}
 
 #: Goals of the issue.
 SUITE_GOAL_S = 30.0
+#: Issue 19: a sandboxed submission within twice the in-process check suite.
+SANDBOX_RATIO_GOAL = 2.0
 STAGE_GOAL_S = 15.0
 PARABOLA_GAP_GOAL = 0.01
 #: On a part of MNIST (the 5000 real test images of ../shared/data, 3334 for training), the
@@ -69,11 +75,15 @@ class BenchSettings:
     digits_epochs: int | None = None  # None: the digits preset's
     gmm_components: tuple[int, ...] | None = None  # None: quality.GMM_COMPONENTS
     mnist_epochs: int | None = None
+    flows_data: tuple[str, ...] = ("rings", "digits")  # section 5's data sets
+    flows_epochs: int | None = None  # None: the presets'
+    flows_units: int | None = None  # None: the presets'
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(stages=False, warm=False, race_steps={"parabola": 8, "digits": 2}, rounds=2,
-                   main_job_epochs=2, digits_epochs=2, gmm_components=(1, 2), mnist_epochs=1)
+                   main_job_epochs=2, digits_epochs=2, gmm_components=(1, 2), mnist_epochs=1,
+                   flows_data=("parabola",), flows_epochs=1, flows_units=8)
 
 
 class Bench:
@@ -122,6 +132,16 @@ class Bench:
         for key, result in suite.items():
             failed = result.count("failed") + result.count("error")
             passed = result.count("passed")
+            if key == "graded submission":
+                ratio = result.row_seconds / suite["all (warm)"].seconds
+                rows.append(Row(1, "one correct submission, nicelab grade (sandboxed, all stages)",
+                                f"{result.row_seconds:.1f} s per submission ({result.seconds:.1f} s with the "
+                                f"batch's start), {ratio:.2f}x the in-process suite",
+                                f"< {SANDBOX_RATIO_GOAL:g}x",
+                                verdict(result.returncode == 0 and ratio < SANDBOX_RATIO_GOAL),
+                                {"seconds": result.row_seconds, "batch_seconds": result.seconds,
+                                 "ratio": ratio}))
+                continue
             if key in ("all (warm, remote)", "all (warm, sandbox)"):
                 where = "a child process" if "remote" in key else "a bubblewrap sandbox"
                 ratio = result.seconds / suite["all (warm)"].seconds
@@ -313,18 +333,25 @@ class Bench:
             if key.startswith("all"):
                 rows.append(Row(4, f"check suite peak RSS ({'warm' if 'warm' in key else 'cold'} cache)",
                                 f"{suite.peak_mib:.0f} MiB", numbers={"peak_mib": suite.peak_mib}))
-        stages = {k: v for k, v in self.suite().items() if not k.startswith("all")}
+        stages = {k: v for k, v in self.suite().items() if k in STAGE_NAMES}
         if stages:
             worst = max(stages, key=lambda k: stages[k].peak_mib)
             rows.append(Row(4, "largest single-stage peak RSS", f"{stages[worst].peak_mib:.0f} MiB ({worst})",
                             numbers={"peak_mib": stages[worst].peak_mib, "stage": worst}))
         return rows
 
-    def run(self, sections=(1, 2, 3, 4)) -> list[Row]:
+    def section5(self) -> list[Row]:
+        from benchmarks.flows import flow_rows
+
+        s = self.settings
+        return flow_rows(s.flows_data, lambda *args, **kwargs: Row(5, *args, **kwargs), s.flows_epochs,
+                         s.flows_units, log=self.log)
+
+    def run(self, sections=tuple(SECTIONS)) -> list[Row]:
         rows = []
         for number in sorted(set(sections)):
             if number not in SECTIONS:
-                raise ValueError(f"unknown section {number}; sections: 1, 2, 3, 4.")
+                raise ValueError(f"unknown section {number}; sections: {', '.join(map(str, SECTIONS))}.")
             start = time.perf_counter()
             rows += getattr(self, f"section{number}")()
             self.log(f"section {number} ({SECTIONS[number]}) took {time.perf_counter() - start:.0f} s")

@@ -33,6 +33,7 @@ class ProcResult:
     seconds: float
     peak_mib: float
     output: str
+    row_seconds: float = float("nan")  # ``nicelab grade``: the submission's own seconds (its row)
 
     @property
     def summary(self) -> str:
@@ -107,11 +108,35 @@ def check_suite(stages: bool = True, warm: bool = True) -> dict[str, ProcResult]
             if shutil.which("bwrap"):
                 results["all (warm, sandbox)"] = run_measured(pytest_command() + ["--remote", "sandbox"],
                                                               {"NICELAB_CACHE": cache})
+            results["graded submission"], results["graded submission"].row_seconds = \
+                graded_submission(cache)
     if stages:
         for stage in STAGE_NAMES:
             with tempfile.TemporaryDirectory(prefix="nicelab-bench-cache-") as cache:
                 results[stage] = run_measured(pytest_command(stage), {"NICELAB_CACHE": cache})
     return results
+
+
+def graded_submission(cache: str | None = None) -> tuple[ProcResult, float]:
+    """``nicelab grade`` of one copy of the reference, every stage, one at a time (in the sandbox
+    when bubblewrap is there): the batch's whole run, and the submission's own seconds (its
+    row's ``wall_time``: its worker, its stages' child processes and the checks)."""
+    import json
+
+    with tempfile.TemporaryDirectory(prefix="nicelab-bench-grade-") as tmp:
+        shutil.copytree(PROJECT_ROOT / "solutions", Path(tmp) / "subs" / "reference",
+                        ignore=shutil.ignore_patterns("__pycache__"))
+        command = [sys.executable, "-m", "nicelab.cli", "grade", str(Path(tmp) / "subs"), "--json",
+                   str(Path(tmp) / "r.json"), "--jobs", "1"]
+        command += [part for stage in STAGE_NAMES for part in ("--stage", stage)]  # as the suite: all
+        if not shutil.which("bwrap"):
+            command.append("--no-sandbox")
+        env = {"NICELAB_GRADE_KEY_FILE": str(Path(tmp) / "key")}
+        if cache:
+            env["NICELAB_CACHE"] = cache
+        result = run_measured(command, env)
+        rows = json.loads((Path(tmp) / "r.json").read_text())["submissions"] if result.returncode == 0 else []
+    return result, float(rows[0]["wall_time"]) if rows else float("nan")
 
 
 def main_job(out: Path, data: str = "parabola") -> ProcResult:

@@ -1,8 +1,11 @@
 """The checks test the contract, not the reference's choices: independently written correct
 implementations pass every check.
 
-- tests/alternative/ (stages 1-3): halves instead of even/odd, masks, an int seed passed to
-  TFP, a train_step that cannot be compiled.
+- tests/alternative/ (stages 1-3 and 6): halves instead of even/odd, masks, an int seed passed to
+  TFP, a train_step that cannot be compiled; an affine coupling with two networks and a soft
+  clamp of s.
+- tests/alternative/mixing.py (stage 7): the LU factors from TensorFlow, another permutation (kept
+  as a row order), L and U packed in one trainable matrix, Glow couplings of alternating parity.
 - tests/alternative/lazy/ (stages 1-2): halves by slicing and a coupling network with no Input
   layer, which Keras builds on its first call; its model is graded on its own lazy couplings.
 """
@@ -14,7 +17,7 @@ from mutation_support import ROOT, grade_jobs
 
 FOLDER = ROOT / "tests" / "alternative"
 JOBS = [("coupling", FOLDER, "coupling"), ("model", FOLDER, "model"),
-        ("likelihood", FOLDER, "likelihood"),
+        ("likelihood", FOLDER, "likelihood"), ("affine", FOLDER, "affine"), ("mixing", FOLDER, "mixing"),
         ("lazy-coupling", FOLDER / "lazy", "coupling"), ("lazy-model", FOLDER / "lazy", "model")]
 
 

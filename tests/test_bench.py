@@ -21,6 +21,7 @@ from benchmarks import throughput as tp  # noqa: E402
 from nicelab.core import data as data_mod  # noqa: E402
 from nicelab.core import impl  # noqa: E402
 from nicelab.core.config import TrainConfig  # noqa: E402
+from nicelab.core.course import STAGE_NAMES  # noqa: E402
 from nicelab.core.training import step_flops  # noqa: E402
 
 
@@ -190,7 +191,7 @@ def test_bench_command_rejects_bad_options(capsys):
     from nicelab.cli import main
 
     with pytest.raises(SystemExit):
-        main(["bench", "--section", "5"])
+        main(["bench", "--section", "6"])
     assert main(["bench", "--rounds", "0", "--section", "2"]) == 2
     assert "--rounds must be at least 1" in capsys.readouterr().err
 
@@ -224,7 +225,7 @@ def _functions(text: str) -> dict[str, str]:
     return {n.name: ast.dump(n) for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef)}
 
 
-@pytest.mark.parametrize("stage", ["coupling", "model", "likelihood", "inpainting", "outliers"])
+@pytest.mark.parametrize("stage", STAGE_NAMES)
 def test_a_bench_save_changes_one_function_only(tmp_path, stage):
     from benchmarks.watch import EDITED, edit_function
 

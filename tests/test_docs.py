@@ -30,7 +30,8 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 LOCAL_SCHEMES = {"data", "blob", "about"}
 #: The pages opened in the browser: every lesson, plus the pages with figures or equations.
 PAGES = ["", "lessons/1-coupling/", "lessons/2-model/", "lessons/3-likelihood/",
-         "lessons/4-inpainting/", "lessons/5-outliers/", "mnist/"]
+         "lessons/4-inpainting/", "lessons/5-outliers/", "lessons/6-affine/", "lessons/7-mixing/", "mnist/",
+         "beyond-nice/"]
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-dev-shm-usage"]
@@ -145,7 +146,7 @@ def test_pages_with_macros_opt_in_and_render():
 #: The pages whose prose quotes measured numbers: every figure they quote from a run must be
 #: written as a macro reading that run's JSON, never by hand.
 PROSE_PAGES = [*sorted((ROOT / "docs" / "lessons").glob("*.md")), ROOT / "docs" / "mnist.md",
-               ROOT / "docs" / "index.md"]
+               ROOT / "docs" / "index.md", ROOT / "docs" / "beyond-nice.md"]
 NUMBER = re.compile(r"(?<![\w.])[-+\u2212]?(\d+\.\d+)(?![\w.]*\d)(\s*%)?")
 
 

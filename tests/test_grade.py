@@ -25,6 +25,7 @@ import pytest
 from fake_submissions import LESSONS, make_class, make_hanging, snapshot
 
 from nicelab import STAGE_NAMES
+from nicelab.core.course import CORE_STAGES, OPTIONAL_STAGES
 from nicelab.grader import batch
 from nicelab.grader.results import report
 from nicelab.grader.runner import CheckResult
@@ -124,11 +125,24 @@ def test_points_file(tmp_path):
     good = tmp_path / "points.toml"
     good.write_text("partial_credit = false\n[stages]\ncoupling = 5\nmodel = 2.5\n")
     assert report.load_points(good).stages == {"coupling": 5.0, "model": 2.5}
+    # The optional stages (the advanced track) are graded by default only when counted.
+    assert "affine" in OPTIONAL_STAGES and not set(CORE_STAGES) & OPTIONAL_STAGES
+    assert not default.count_optional and default.default_stages() == CORE_STAGES
+    good.write_text("count_optional = true\n[stages]\ncoupling = 5\n")
+    assert report.load_points(good).default_stages() == STAGE_NAMES
     for bad, phrase in (("[stages]\nflows = 3\n", "unknown stage"), ("[stages]\ncoupling = -1\n", ">= 0"),
-                        ("coupling = 3\n", "[stages]"), ("[stages\n", "not valid TOML")):
+                        ("coupling = 3\n", "[stages]"), ("[stages\n", "not valid TOML"),
+                        ("count_optional = 1\n[stages]\n", "true or false")):
         good.write_text(bad)
         with pytest.raises(ValueError, match=r".*" + phrase.replace("[", r"\[").replace("]", r"\]")):
             report.load_points(good)
+
+
+def test_schema_names_every_stage():
+    """The results' schema enumerates the stages: every stage of the course, in order."""
+    stage = SCHEMA["$defs"]["stage"]["properties"]
+    assert stage["stage"]["enum"] == list(STAGE_NAMES) and stage["number"]["maximum"] == len(STAGE_NAMES)
+    assert SCHEMA["$defs"]["stage"]["properties"]["blocked_by"]["enum"] == [None, *STAGE_NAMES]
 
 
 def test_limits_reject_bad_values():

@@ -66,13 +66,23 @@ def text_lines(text: str) -> str:
 
 
 def secret_lines(solutions_dir: Path, stages: tuple[str, ...] | list[str]) -> dict[str, set[str]]:
-    """stage -> the code lines of its reference a student must write (see the module doc)."""
+    """stage -> the code lines of its reference a student must write (see the module doc).
+
+    A line that a reference of a stage before all of ``stages`` holds as well is no secret: a
+    handout ships those references (RealNVP loops over its couplings as NICE does)."""
+    first = min((STAGE_NAMES.index(stage) for stage in stages), default=0)
+    shipped: set[str] = set()
+    for earlier in STAGE_NAMES[:first]:
+        path = Path(solutions_dir) / f"{earlier}.py"
+        if path.is_file():
+            shipped |= code_lines(path.read_text())
     secrets = {}
     for stage in stages:
         source = (Path(solutions_dir) / f"{stage}.py").read_text()
         stub = make_stub(source, stage)
         visible = text_lines(stub)
-        secrets[stage] = {line for line in code_lines(source) - code_lines(stub) if line not in visible}
+        secrets[stage] = {line for line in code_lines(source) - code_lines(stub) - shipped
+                          if line not in visible}
     return secrets
 
 

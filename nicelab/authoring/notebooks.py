@@ -36,6 +36,8 @@ PAGES = {
     "3-likelihood": ("Stage 3: likelihood, training and sampling", "lessons/3-likelihood.md"),
     "4-inpainting": ("Stage 4: inpainting", "lessons/4-inpainting.md"),
     "5-outliers": ("Stage 5: outlier detection", "lessons/5-outliers.md"),
+    "6-affine": ("Stage 6 (advanced): affine coupling, RealNVP", "lessons/6-affine.md"),
+    "7-mixing": ("Stage 7 (advanced): learned mixing, Glow", "lessons/7-mixing.md"),
     "mnist": ("MNIST, the paper's experiment", "mnist.md"),
 }
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from nicelab.core import data as data_mod
+from nicelab.core import flows
 from nicelab.core import impl as impl_mod
-from nicelab.core.config import PRESETS, TrainConfig
+from nicelab.core.config import TrainConfig
 from nicelab.core.mnist import with_arch
 from nicelab.core.table import table_lines
 
@@ -41,8 +42,17 @@ def add_model_arguments(parser: argparse.ArgumentParser,
     parser.add_argument("--quiet", action="store_true", help="no training progress bar")
 
 
+def add_flow_argument(parser: argparse.ArgumentParser) -> None:
+    """``--flow {nice,realnvp,glow}``: which flow to train (:mod:`nicelab.core.flows`)."""
+    parser.add_argument("--flow", choices=flows.FLOW_NAMES, default=flows.DEFAULT_FLOW,
+                        help="the flow to train: nice (stages 1-3, the default), realnvp (stage 6's "
+                             "affine couplings) or glow (stage 7's mixing and affine couplings); "
+                             "each from --impl, ending in the same diagonal scaling layer")
+
+
 def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
-    """The training config: the data set's preset, ``--arch``, then the explicit options."""
+    """The training config: the preset of the data set (for ``--flow``, that flow's: see
+    :func:`nicelab.core.flows.preset`), ``--arch``, then the explicit options."""
     overrides = {
         "epochs": args.epochs, "learning_rate": args.lr, "batch_size": args.batch_size,
         "num_couplings": args.couplings, "hidden_units": args.hidden_units,
@@ -53,7 +63,8 @@ def config_from_args(args: argparse.Namespace, name: str) -> TrainConfig:
             raise ValueError(f"--{key.replace('_', '-')} must be at least 1.")
     if args.lr is not None and not args.lr > 0:
         raise ValueError("--lr must be positive.")
-    return dataclasses.replace(with_arch(PRESETS[name], getattr(args, "arch", None)),
+    base = flows.preset(getattr(args, "flow", None) or flows.DEFAULT_FLOW, name)
+    return dataclasses.replace(with_arch(base, getattr(args, "arch", None)),
                                **{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -5,6 +5,8 @@
 * :mod:`nicelab.core.dataset`, :mod:`nicelab.core.data`, :mod:`nicelab.core.mnist`,
   :mod:`nicelab.core.toy` - the data sets.
 * :mod:`nicelab.core.training`, :mod:`nicelab.core.epochs` - the training driver.
+* :mod:`nicelab.core.flows`, :mod:`nicelab.core.flow_models`, :mod:`nicelab.core.comparison` -
+  ``--flow nice|realnvp|glow``: the flows the driver trains, and the three compared.
 * :mod:`nicelab.core.runs`, :mod:`nicelab.core.cache`, :mod:`nicelab.core.atomic` - trained
   models, cached arrays and the one atomic write.
 * :mod:`nicelab.core.impl`, :mod:`nicelab.core.stubs`, :mod:`nicelab.core.validate` - loading an

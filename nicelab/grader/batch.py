@@ -49,6 +49,7 @@ How one submission is graded, and how the limits are enforced:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -63,9 +64,11 @@ from nicelab.grader.isolation import sandbox
 from nicelab.grader.isolation.process import Interrupted, Limits, Plan
 from nicelab.grader.results import integrity, report
 from nicelab.grader.results import shard as sharding
+from nicelab.grader.results.check_digests import stage_digests
 from nicelab.grader.runner import CHECKS_DIR
 from nicelab.grader.submission import (
     NO_SANDBOX_WARNING,
+    CollectionError,
     collect_checks,
     find_submissions,
     fingerprint,
@@ -270,6 +273,30 @@ class _Results:
             _log_row(row, self.log)
 
 
+class _Collection:
+    """The checks the batch expects, collected by a worker of their own while the first
+    submissions' workers start; :meth:`expected` waits for them (and keeps their stages'
+    digests in the results: what ``nicelab grade regrade`` compares a later set of checks with)."""
+
+    def __init__(self, stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits: Limits, workdir: Path,
+                 document: dict, lock: threading.Lock, start: bool = True):
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nicelab-collect")
+        if start:  # (nothing to grade: nothing to collect)
+            self.future = self.pool.submit(collect_checks, stages, extra_dirs, limits, workdir)
+        self.extra_dirs, self.document, self.lock, self.digested = extra_dirs, document, lock, False
+
+    def expected(self) -> dict[str, tuple[str | None, bool]]:
+        checks = self.future.result()
+        with self.lock:
+            if not self.digested:
+                self.document["stage_checks"] = stage_digests(checks, self.extra_dirs)
+                self.digested = True
+        return checks
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None = None,
                 stages: tuple[str, ...] = STAGE_NAMES, extra_dirs: tuple[str, ...] = (),
                 limits: Limits | None = None, points: report.Points | None = None,
@@ -277,16 +304,13 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
                 log: Callable[[str], None] = print, shard: tuple[int, int] | None = None,
                 use_sandbox: bool = True) -> dict:
     """Grade every submission in ``root`` (in parallel, ``jobs`` at a time), writing the
-    results to ``json_path`` (and ``csv_path``) after each one. Submissions already in the
-    results file, unchanged, graded with the same settings (:func:`settings`: points, limits,
-    stages, sandbox, public and hidden checks) and hidden checks' folders, and whose row still
-    carries the grader's own signature, are skipped unless ``regrade``.
-
-    ``shard = (I, N)``: only share I of N (:mod:`nicelab.grader.results.shard`).
-    ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.isolation.sandbox`); a
-    batch refuses to start without it (:class:`~nicelab.grader.isolation.sandbox.SandboxUnavailable`)
-    unless this is False, and then warns in the results. Either way the checks decide in the
-    batch's worker processes and the submission's code only answers from child processes."""
+    results to ``json_path`` (and ``csv_path``) after each one. Submissions already there,
+    unchanged, graded with the same settings (:func:`settings`) and still signed by the grader
+    are skipped unless ``regrade``. ``shard = (I, N)``: only share I of N (``results.shard``).
+    ``use_sandbox``: grade each submission in bubblewrap (:mod:`nicelab.grader.isolation.sandbox`),
+    else refuse to start (``SandboxUnavailable``); False: without it, with a warning in the results.
+    The checks decide in the worker processes; the submission's code answers from child processes.
+    Finally the class's similar pairs are flagged in their rows (``nicelab grade report``)."""
     extra_dirs = _check_arguments(extra_dirs)
     limits = limits or Limits()
     points = points or report.load_points()
@@ -308,15 +332,17 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     stop = threading.Event()
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
-        plan = Plan(bwrap, limits.scratch_mb)
-        expected = collect_checks(stages, extra_dirs, limits, Path(tmp)) if todo else None
+        plan, lock = Plan(bwrap, limits.scratch_mb), results.lock
+        collection = _Collection(stages, extra_dirs, limits, Path(tmp), document, lock, start=bool(todo))
 
         def one(name: str, folder: Path) -> None:
             try:
                 row = grade_submission(name, folder, stages, list(extra_dirs), limits, points, threads, stop,
-                                       plan, expected)
+                                       plan, collection.expected)
             except Interrupted:
                 return
+            except CollectionError:  # the checks' problem, not a submission's: the batch stops
+                raise
             except Exception as err:  # noqa: BLE001 - a grader bug must not stop the class
                 row = report.submission_row(name, str(folder), [], stages, points, status="error",
                                             message=f"grading failed: {type(err).__name__}: {err}")
@@ -324,5 +350,26 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
 
         with results.lock:
             results.write()
-        _run_pool(jobs, todo, one, stop)
+        with contextlib.closing(collection):
+            _run_pool(jobs, todo, one, stop)
+    if todo and not stop.is_set():
+        _flag_similar_pairs(results, find_submissions(root), stages)
     return document
+
+
+def _flag_similar_pairs(results: _Results, subs: list[tuple[str, Path]], stages: tuple[str, ...]) -> None:
+    """Flag, in both rows, every pair of the class's submissions (all of ``root``'s, whatever
+    the shard) whose additions to a stage's stub are alike (:mod:`nicelab.grader.results.similarity`),
+    re-signing the rows that change."""
+    from nicelab.grader.results import similarity  # lazy: copydetect only once a class is graded
+
+    modules = similarity.read_modules(dict(subs), stages)
+    pairs = similarity.compare_class(modules, similarity.read_stubs(stages))
+    with results.lock:
+        rows = list(results.rows.values())
+        if similarity.flag_rows(rows, pairs, results.key):
+            results.document["submissions"] = [results.rows[k] for k in sorted(results.rows)]
+            results.write()
+        for pair in pairs:
+            results.log(f"similar: {pair.a} ~ {pair.b} ({', '.join(pair.matches)}): "
+                        "see `nicelab grade report`")

@@ -4,8 +4,8 @@
 did; an instructor's hidden checks in any other folder get the same fixtures with
 ``pytest -p nicelab.checks_plugin HIDDEN_DIR`` (what ``nicelab grade --extra-checks`` runs).
 
-Fixtures: ``graded`` (the name of the implementation being graded) and one per stage,
-``coupling``, ``model``, ``likelihood``, ``inpainting``, ``outliers``: the graded module of that
+Fixtures: ``graded`` (the name of the implementation being graded) and one per stage of
+:data:`nicelab.core.course.STAGES` (``coupling``, ``model``, ..., ``affine``): the graded module of that
 stage, loaded on top of the *reference* modules of the earlier stages (so an unfinished stage 1
 never drowns stage 2 in failures). A stage module that needs more of the student's own earlier
 modules than the reference offers (``from .coupling import my_helper``) is loaded with the
@@ -16,8 +16,6 @@ stage that cannot be loaded, for ``nicelab grade``.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,18 +26,17 @@ import pytest
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
-from nicelab.grader import hints, remote
-from nicelab.grader.isolation import sandbox
+from nicelab.grader import hints, remote, stage_processes
 
 tf = import_tensorflow()
 
 from nicelab.core import impl as impl_mod  # noqa: E402
 
-__all__ = [
-    "CLIENTS", "FAILED", "HINTS", "LOADS", "REMOTE", "StageLoad", "_seed", "coupling", "graded", "impl_name",
-    "inpainting", "likelihood", "load_remote", "load_stage", "model", "outliers", "pytest_addoption",
+__all__ = [  # the stage fixtures (one per stage, named after it) come last
+    "CLIENTS", "FAILED", "HINTS", "LOADS", "REMOTE", "StageLoad", "_seed", "graded", "impl_name",
+    "load_remote", "load_stage", "pytest_addoption", "pytest_collection_finish",
     "pytest_collection_modifyitems", "pytest_configure", "pytest_fixture_setup", "pytest_report_header",
-    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_sessionstart",
+    "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_sessionstart", *STAGE_NAMES,
 ]
 
 
@@ -76,13 +73,13 @@ def pytest_addoption(parser):
     )
 
 
-#: Settings of remote grading that are not options (set by the grading worker): the sandbox's
-#: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary, the user the
-#: child runs as (without the sandbox, from a root grader: Gradescope).
-REMOTE: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None}
+#: Settings of remote grading that are not options (set by the grading worker; see
+#: :data:`nicelab.grader.stage_processes.SETTINGS`).
+REMOTE: dict = stage_processes.SETTINGS
 #: stage -> the client of the process running that stage's graded module (remote grading).
 CLIENTS: dict[str, remote.Client] = {}
-_FOLDERS: list[str] = []
+#: The session's stages, in the order their checks run (the next one's process starts ahead).
+ORDER: list[str] = []
 
 
 def pytest_configure(config):
@@ -120,8 +117,7 @@ def pytest_sessionfinish(session):
         client.close()
     CLIENTS.clear()
     remote.activate(None)
-    while _FOLDERS:
-        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
+    stage_processes.close_all()
 
 
 def _function_key(item) -> str:
@@ -164,6 +160,10 @@ def pytest_collection_modifyitems(session, config, items):
         ordered.append(item)
         left[_function_key(item)] -= 1
     items[:] = ordered
+
+
+def pytest_collection_finish(session):
+    ORDER[:] = list(dict.fromkeys(s for s in map(_stage_of, session.items) if s))  # once deselected
 
 
 def impl_name(config) -> str:
@@ -331,17 +331,13 @@ def load_remote(graded: str, stage: str, mode: str):
         _fail(stage, StageLoad("missing"), str(err))
     for other in [name for name in CLIENTS if name != stage]:  # one graded process at a time
         CLIENTS.pop(other).close()
-    view = None
-    if mode == "sandbox":
-        folder = tempfile.mkdtemp(prefix="nicelab-view-")
-        _FOLDERS.append(folder)
-        solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
-        view = sandbox.View(solutions, path, int(REMOTE["scratch_mb"]))
-    client = remote.Client(path, stage, view, threads=int(REMOTE["threads"]), bwrap=REMOTE["bwrap"],
-                           uid=REMOTE.get("uid"))
+    client = stage_processes.take(path, stage, mode)
     CLIENTS[stage] = client
     remote.activate(client)
     status = client.load()
+    following = stage_processes.next_stage(stage, ORDER)
+    if following is not None:  # its TensorFlow import overlaps this stage's checks (sandbox only)
+        stage_processes.prefetch(path, following, mode)
     if status["kind"] != "ok":
         _fail(stage, StageLoad(status["kind"], status["blocked_by"], list(status["own_earlier"] or [])),
               str(status["message"]))
@@ -364,12 +360,10 @@ def _stage_fixture(stage: str):
     return fixture
 
 
-coupling = _stage_fixture("coupling")
-model = _stage_fixture("model")
-likelihood = _stage_fixture("likelihood")
-inpainting = _stage_fixture("inpainting")
-outliers = _stage_fixture("outliers")
-assert {"coupling", "model", "likelihood", "inpainting", "outliers"} == set(STAGE_NAMES)
+#: One fixture per stage, named after it (``coupling``, ``model``, ..., the optional ``affine``).
+for _stage in STAGE_NAMES:
+    globals()[_stage] = _stage_fixture(_stage)
+del _stage
 
 
 def _stage_of(item) -> str | None:

@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from nicelab.grader.isolation.process import (
 from nicelab.grader.results import integrity, report
 from nicelab.grader.runner import CheckResult
 
+#: ``{nodeid: (stage, hidden)}`` of the checks a batch expects, or a function that returns it.
+Expected = dict[str, tuple[str | None, bool]] | Callable[[], dict[str, tuple[str | None, bool]]]
 #: The largest submission copied for grading (all its files together).
 MAX_SUBMISSION_BYTES = 50 * 2**20
 #: A fresh worker needs at least this much of the time budget to be worth starting.
@@ -105,6 +108,10 @@ def copy_submission(folder: Path, into: Path) -> Path:
     return into
 
 
+class CollectionError(RuntimeError):
+    """The checks cannot be collected: a problem in the checks, not in a submission (the batch stops)."""
+
+
 def collect_checks(stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits: Limits,
                    workdir: Path) -> dict[str, tuple[str | None, bool]]:
     """``{nodeid: (stage, hidden)}`` of every check the batch expects, collected once, by the
@@ -124,8 +131,8 @@ def collect_checks(stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits:
         data = events.read()
     output = proc.communicate()[0]
     if proc.returncode != 0:
-        raise RuntimeError("cannot collect the checks (a problem in the checks or the hidden checks, not in "
-                           f"a submission): {output.decode(errors='replace')[-2000:]}")
+        raise CollectionError("cannot collect the checks (a problem in the checks or the hidden checks, not "
+                              f"in a submission): {output.decode(errors='replace')[-2000:]}")
     for line in data.splitlines():
         event = json.loads(line)
         if event.get("event") == "collected":
@@ -267,14 +274,16 @@ def _readable_by_the_student(workdir: Path, impl: Path) -> None:
 def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dirs: list[str],
                      limits: Limits, points: report.Points, threads: int = 1,
                      stop: threading.Event | None = None, plan: Plan | None = None,
-                     expected: dict[str, tuple[str | None, bool]] | None = None) -> dict:
+                     expected: Expected | None = None) -> dict:
     """Grade one submission: a worker process runs the checks of every stage, each stage's
     module answering from a child process (in the sandbox when ``plan`` says so); a worker
     stopped at a limit is followed by a fresh one for the stages left. Returns the JSON row
     (never raises for anything the submission does).
 
-    ``expected``: ``{nodeid: (stage, hidden)}`` of the checks (:func:`collect_checks`); only
-    their results count, in that order, and one that never reported counts as failed."""
+    ``expected``: ``{nodeid: (stage, hidden)}`` of the checks (:func:`collect_checks`), or a
+    function that returns it once the batch has collected them (the first worker starts in the
+    meantime); only their results count, in that order, and one that never reported counts as
+    failed."""
     stop = stop or threading.Event()
     start = time.monotonic()
     deadline = start + limits.timeout
@@ -297,20 +306,25 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
         _similarity_flags(impl, stages, extra)
         if expected is None:  # graded without a batch (tests): collect here
             expected = collect_checks(stages, tuple(extra_dirs), limits, workdir)
+        known = expected if isinstance(expected, dict) else None
         grading = _Grading(limits, _replacements(impl, folder, extra_dirs), extra)
         plan = plan or Plan(None)
-        pending = [st for st in stages if any(info[0] == st for info in expected.values())]
+        pending = list(stages) if known is None else \
+            [st for st in stages if any(info[0] == st for info in known.values())]
         while pending:  # one worker for the stages left; a fresh one after a worker is stopped
-            mine = {n: info for n, info in expected.items() if info[0] in pending}
-            if grading.not_run(mine, deadline):
-                break
+            if known is not None:
+                mine = {n: info for n, info in known.items() if info[0] in pending}
+                if grading.not_run(mine, deadline):
+                    break
             extra["attempts"] += 1
             attempt = run_worker(impl, pending, list(extra_dirs), limits, deadline, workdir,
                                  str(extra["attempts"]), threads, stop, plan)
+            known = known if known is not None else expected()
+            mine = {n: info for n, info in known.items() if info[0] in pending}
             grading.record(attempt, mine)
             pending = [st for st in pending
                        if any(n not in grading.results for n, info in mine.items() if info[0] == st)]
-        ordered = [grading.results[n] for n in expected if n in grading.results]
+        ordered = [grading.results[n] for n in (known or {}) if n in grading.results]
     if not sandboxed:
         extra["flags"].insert(0, NO_SANDBOX_WARNING)
     return report.submission_row(name, str(folder), ordered, stages, points, status=grading.status,

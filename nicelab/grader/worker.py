@@ -20,6 +20,7 @@ which one was running and which never started.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -67,6 +68,20 @@ def set_limits(memory_mb: int, file_mb: int) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
 
 
+def _remote_settings(args: argparse.Namespace, stages: tuple[str, ...] | None) -> None:
+    """The settings of the stages' processes; the first stage's process starts now, to import
+    TensorFlow beside this one (:mod:`nicelab.grader.stage_processes`)."""
+    from nicelab.core.course import STAGE_NAMES
+    from nicelab.core.impl import ImplementationError, resolve
+    from nicelab.grader import stage_processes
+
+    stage_processes.SETTINGS.update(scratch_mb=args.scratch_mb, threads=args.threads, bwrap=args.bwrap,
+                                    uid=args.child_uid)
+    if not args.collect_only:
+        with contextlib.suppress(ImplementationError):  # the checks say why it cannot load
+            stage_processes.prefetch(resolve(args.impl), (stages or STAGE_NAMES)[0], args.remote)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nicelab.grader.worker")
     parser.add_argument("impl")
@@ -105,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         events.write(json.dumps(record) + "\n")
         events.flush()
 
+    stages = tuple(s for s in args.stages.split(",") if s) or None
+    if args.remote:
+        _remote_settings(args, stages)
     if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
         with silenced_stderr():
             import tensorflow as tf  # lazy: TensorFlow's start-up cost
@@ -113,12 +131,6 @@ def main(argv: list[str] | None = None) -> int:
             tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     import_tensorflow()
 
-    stages = tuple(s for s in args.stages.split(",") if s) or None
-    if args.remote:
-        from nicelab.grader import plugin  # lazy: TensorFlow's start-up cost
-
-        plugin.REMOTE.update(scratch_mb=args.scratch_mb, threads=args.threads, bwrap=args.bwrap,
-                             uid=args.child_uid)
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
                on_event=emit, collect_only=args.collect_only, remote=args.remote)
     events.write(json.dumps({"event": "done"}) + "\n")

@@ -8,6 +8,8 @@ coordinate starts at random training values (the mean of x2 is a local minimum o
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from nicelab.core.toy import NAMES as TOY_NAMES
@@ -88,25 +90,54 @@ def choose_step_size(modules, trained, data, masks, args, log_lik) -> tuple[floa
     return min(near), scores
 
 
+#: model -> [(prior, log_likelihood, compiled Hessian function)]: one trace per model and prior.
+_HESSIANS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _hessians(log_likelihood, model, prior, dim: int):
+    """``z (batch, D) -> (batch, D, D)``: each example's Hessian of log p_X, compiled once per
+    (model, prior, log_likelihood) and reused (a watch session probes the same model every run)."""
+    import tensorflow as tf  # here, not at the top: its start-up cost only when a model is probed
+
+    cached = _HESSIANS.setdefault(model, [])
+    for known_prior, known_fn, compiled in cached:
+        if known_prior is prior and known_fn is log_likelihood:
+            return compiled
+
+    def eager(z):
+        with tf.GradientTape() as outer:
+            outer.watch(z)
+            with tf.GradientTape() as inner:
+                inner.watch(z)
+                summed = tf.reduce_sum(log_likelihood(model, prior, z))
+            gradient = inner.gradient(summed, z)
+        return outer.batch_jacobian(gradient, z)
+
+    traced = tf.function(eager, input_signature=[tf.TensorSpec([None, dim], tf.float32)])
+    state = {"fn": traced}
+
+    def compiled(z):
+        if state["fn"] is traced:
+            try:
+                return traced(z)
+            except Exception:  # noqa: BLE001 - a log_likelihood that cannot be traced: run it eagerly
+                state["fn"] = eager
+        return state["fn"](tf.constant(z))
+
+    cached.append((prior, log_likelihood, compiled))
+    return compiled
+
+
 def curvature(modules, trained, x, known) -> dict | None:
     """How sharp the model's log-density is where the ascent starts: per example, the largest
     eigenvalue of the negative Hessian of log p_X over the hidden entries (autodiff). A noiseless
     step along that direction multiplies the distance to the mode by (1 - alpha * lambda), so it
     overshoots and grows once alpha > 2 / lambda. Computed for D <= 64 only (a D x D Hessian per
     example); None otherwise."""
-    import tensorflow as tf  # here, not at the top: its start-up cost only when a model is probed
-
     if x.shape[1] > 64:
         return None
-    log_likelihood = modules["likelihood"].log_likelihood
-    z = tf.constant(x, tf.float32)
-    with tf.GradientTape() as outer:
-        outer.watch(z)
-        with tf.GradientTape() as inner:
-            inner.watch(z)
-            total = tf.reduce_sum(log_likelihood(trained.model, trained.prior, z))
-        gradient = inner.gradient(total, z)
-    hessians = outer.batch_jacobian(gradient, z).numpy()
+    hessian = _hessians(modules["likelihood"].log_likelihood, trained.model, trained.prior, x.shape[1])
+    hessians = hessian(np.asarray(x, np.float32)).numpy()
     largest = np.array([np.linalg.eigvalsh(-h[np.ix_(~k, ~k)]).max()
                         for h, k in zip(hessians, known, strict=True) if (~k).any()])
     median = float(np.median(largest))

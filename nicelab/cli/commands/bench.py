@@ -1,5 +1,6 @@
 """``nicelab bench``: the benchmarks (check-suite speed, training throughput, quality against
-limits, memory), printed as one table; ``--out DIR`` also writes it as JSON and Markdown."""
+limits, memory, the flows compared), printed as one table; ``--out DIR`` also writes it as JSON
+and Markdown."""
 
 from __future__ import annotations
 
@@ -8,13 +9,18 @@ import importlib
 import sys
 from pathlib import Path
 
+from nicelab.core.data import DATASETS
 from nicelab.core.impl import PROJECT_ROOT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--section", type=int, action="append", choices=(1, 2, 3, 4), metavar="N",
+    parser.add_argument("--section", type=int, action="append", choices=(1, 2, 3, 4, 5), metavar="N",
                         help="run only section N (repeatable): 1 feedback speed, 2 training "
-                             "throughput, 3 quality against limits, 4 memory")
+                             "throughput, 3 quality against limits, 4 memory, 5 NICE, RealNVP and "
+                             "Glow on the same data")
+    parser.add_argument("--flows-data", action="append", choices=DATASETS, metavar="DATA",
+                        help="section 5: the data sets to compare the flows on (repeatable; default "
+                             "rings and digits; mnist: each flow's MNIST preset, when the file is cached)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny settings: checks the bench runs end to end; its figures mean little")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out of section 2")
@@ -42,7 +48,9 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--rounds must be at least 1.")
         settings.rounds = args.rounds
     header = f"nicelab bench{' --quick' if args.quick else ''} on {bench.machine()}"
-    rows = bench.Bench(settings).run(args.section or (1, 2, 3, 4))
+    if args.flows_data:
+        settings.flows_data = tuple(dict.fromkeys(args.flows_data))
+    rows = bench.Bench(settings).run(args.section or tuple(bench.SECTIONS))
     print(header)
     print(bench.format_table(rows))
     if args.out:

@@ -9,6 +9,9 @@ deterministically, and write it where the pages expect it (``docs/figures/...``)
 * Stages 4-5: when the ``inpaint`` and ``outliers`` subcommands exist, their figures on digits,
   shown by the stage pages between the ``<!-- figures:begin -->`` / ``<!-- figures:end -->``
   markers, which this command rewrites.
+* The page "Beyond NICE": NICE, RealNVP and Glow compared (``beyond``: the toy sets and digits,
+  ``docs/figures/beyond/beyond.json`` and ``flows.png``; ``beyond-mnist``, only when asked and
+  MNIST is cached: ``mnist.json``), see :mod:`nicelab.cli.beyond`.
 
 ``mkdocs build`` never trains: it only shows what this command wrote.
 """
@@ -45,8 +48,10 @@ IMPL = "solutions"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--docs", type=Path, default=PROJECT_ROOT / "docs",
                         help="the docs folder (figures go to DOCS/figures)")
-    parser.add_argument("--only", choices=("parabola", "digits", "inpaint", "outliers"),
-                        action="append", help="make only these figures (repeatable)")
+    parser.add_argument("--only", choices=("parabola", "digits", "inpaint", "outliers", "beyond",
+                                            "beyond-mnist"),
+                        action="append", help="make only these figures (repeatable); beyond-mnist "
+                                              "(the flows on MNIST, minutes) only when named")
     parser.add_argument("--retrain", action="store_true",
                         help="train afresh instead of reusing a model saved under runs/")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -169,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
 
     tf.config.experimental.enable_op_determinism()
     docs = args.docs.resolve()
-    wanted = set(args.only or ("parabola", "digits", "inpaint", "outliers"))
+    wanted = set(args.only or ("parabola", "digits", "inpaint", "outliers", "beyond"))
     made: list[Path] = []
     failed: list[str] = []
     for name in ("parabola", "digits"):
@@ -196,6 +201,15 @@ def run(args: argparse.Namespace) -> int:
         empty = f"Run `nicelab figures` to make this stage's figures (`nicelab {command}`)."
         if update_page(docs / page, images, docs, empty):
             print(f"updated the figures shown in {docs / page}")
+    if wanted & {"beyond", "beyond-mnist"}:
+        from nicelab.cli import beyond
+
+        if "beyond" in wanted:
+            print("== beyond: NICE, RealNVP and Glow on " + ", ".join((*beyond.TOYS, *beyond.IMAGES)))
+            made += beyond.make(docs, verbose=not args.quiet)
+        if "beyond-mnist" in wanted:
+            print("== beyond-mnist: NICE, RealNVP and Glow on MNIST, each with its MNIST preset")
+            made += beyond.make_mnist(docs, verbose=not args.quiet)
     print(f"wrote {len(made)} figures:")
     for path in made:
         print(f"  {path}")

@@ -1,7 +1,9 @@
 """``nicelab grade``: run the checks and print a progress table, one row per stage.
 
 Students: ``nicelab grade`` grades ``lessons/`` (``--impl`` another folder, ``--stage NAME``
-one stage); the exit code is 0 only when every stage with checks passes.
+one stage); the exit code is 0 only when every stage with checks passes. The optional stages
+(the advanced track) are graded when asked for with ``--stage``, released by a handout, or
+counted by the points file (``count_optional = true``).
 
 Instructors: ``--json FILE`` / ``--csv FILE`` write every stage's and check's verdict, message,
 duration and points (``--points FILE`` sets the points per stage; default
@@ -16,6 +18,14 @@ every machine) into its own ``--json part-I.json``; ``nicelab grade merge part-*
 all.json [--csv all.csv]`` joins the parts into the file one run would have written (see
 :mod:`nicelab.grader.results.shard`), after checking every row's signature with the grading key (or
 saying plainly that it could not). In a student handout, only its released stages are graded.
+
+After the grading: ``nicelab grade report results.json --html report.html`` prints a short
+summary and writes the class report (:mod:`nicelab.grader.results.class_report`: the points'
+distributions, the checks failed, the likely mistakes grouped, the rows to read by hand, the
+similar pairs); ``nicelab grade export results.json --roster roster.csv --canvas canvas.csv``
+(``--moodle``, ``--generic``) writes the grades an LMS imports (:mod:`nicelab.grader.results.lms`);
+``nicelab grade regrade SUBMISSIONS_DIR --json results.json`` grades again only the stages
+whose checks changed and lists what moved (:mod:`nicelab.grader.results.regrade`).
 """
 
 from __future__ import annotations
@@ -44,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parts", nargs="*", type=Path, help=argparse.SUPPRESS)
     add_impl_argument(parser)
     parser.add_argument("--stage", action="append", choices=STAGE_NAMES, metavar="NAME",
-                        help=f"grade only this stage (repeatable): {', '.join(STAGE_NAMES)}")
+                        help=f"grade only this stage (repeatable): {', '.join(STAGE_NAMES)} (default: "
+                             "the core stages, and the optional ones when the points file says "
+                             "count_optional = true)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write the results as CSV")
     parser.add_argument("--points", type=Path, metavar="FILE",
@@ -70,12 +82,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "trust; the results say so)")
     parser.add_argument("--scratch-mb", type=int, default=256, metavar="M",
                         help="batch: size of each submission's private /tmp in the sandbox (default 256)")
+    after = parser.add_argument_group(
+        "after the grading", "`report RESULTS.json`: the class report; `export RESULTS.json`: grades for an "
+        "LMS; `regrade SUBMISSIONS_DIR --json RESULTS.json`: grade again the stages whose checks changed")
+    after.add_argument("--html", type=Path, metavar="FILE", help="report: write the class report page here")
+    after.add_argument("--before", type=Path, metavar="FILE",
+                       help="report: show what moved since this results file (regrade keeps the one "
+                            "it started from as *.before.json)")
+    after.add_argument("--submissions-dir", type=Path, metavar="DIR",
+                       help="report: where the submission folders are now (default: the paths the "
+                            "results hold)")
+    after.add_argument("--threshold", type=float, default=0.6, metavar="X",
+                       help="report: report pairs sharing at least this share of what one adds to the stubs "
+                            "(default 0.6)")
+    after.add_argument("--no-similarity", action="store_true", help="report: skip the similarity report")
+    after.add_argument("--roster", type=Path, metavar="FILE",
+                       help="export: CSV mapping each submission folder to the student's LMS identifiers")
+    after.add_argument("--canvas", type=Path, metavar="FILE", help="export: Canvas gradebook import CSV")
+    after.add_argument("--moodle", type=Path, metavar="FILE", help="export: Moodle grade import CSV")
+    after.add_argument("--generic", type=Path, metavar="FILE",
+                       help="export: one row per student, every column")
+    after.add_argument("--assignment", default="nicelab", metavar="NAME",
+                       help="export: the grade column's header (Canvas: the assignment's name, or "
+                            "'Name (id)' from your gradebook export; default nicelab)")
 
 
-def _stages(args: argparse.Namespace) -> tuple[str, ...]:
-    """The stages asked for (default: all), less those a student handout has not released."""
-    stages = tuple(s for s in STAGE_NAMES if s in args.stage) if args.stage else STAGE_NAMES
+def _stages(args: argparse.Namespace, points) -> tuple[str, ...]:
+    """The stages asked for, less those a student handout has not released. Default: the
+    stages a handout released, else the points file's (the core stages, and the optional ones
+    with ``count_optional = true``)."""
     release = released.read()
+    default = release.released if release is not None else points.default_stages()
+    stages = tuple(s for s in STAGE_NAMES if s in args.stage) if args.stage else default
     if release is None:
         return stages
     for stage in release.unreleased:
@@ -125,7 +163,7 @@ def _batch(args: argparse.Namespace, points) -> int:
     start = time.perf_counter()
     shard = sharding.parse(args.shard) if args.shard else None
     try:
-        document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args),
+        document = batch.grade_class(args.submissions, args.json, args.csv, _stages(args, points),
                                      tuple(map(str, args.extra_checks)), limits, points, args.jobs,
                                      args.regrade, shard=shard, use_sandbox=not args.no_sandbox)
     except SandboxUnavailable as err:
@@ -142,7 +180,7 @@ def _single(args: argparse.Namespace, points) -> int:
     for extra in args.extra_checks:
         if not extra.is_dir():
             raise FileNotFoundError(f"no extra checks folder at {extra}.")
-    stages = _stages(args)
+    stages = _stages(args, points)
     print(f"nicelab grade: {args.impl} ({path})")
     if impl_mod.is_reference(path):
         print("note: this is the reference solutions, not your lessons (grade yours with --impl lessons).")
@@ -169,9 +207,69 @@ def _single(args: argparse.Namespace, points) -> int:
     return 0 if row["passed"] else 1
 
 
+def _one_file(args: argparse.Namespace, what: str) -> Path:
+    if len(args.parts) != 1:
+        raise ValueError(f"nicelab grade {what} takes one results file (nicelab grade {what} FILE ...).")
+    return args.parts[0]
+
+
+def _report(args: argparse.Namespace) -> int:
+    from nicelab.grader.results import class_report  # copydetect and matplotlib: only here
+
+    results = _one_file(args, "report")
+    built = class_report.build(results, args.html, args.submissions_dir, args.before, args.threshold,
+                               not args.no_similarity)
+    print(built.text)
+    if args.html:
+        print(f"wrote {args.html}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from nicelab.grader.results import class_report, lms
+
+    results = _one_file(args, "export")
+    if args.roster is None or not (args.canvas or args.moodle or args.generic):
+        raise ValueError("nicelab grade export needs --roster FILE and at least one of --canvas, --moodle, "
+                         "--generic FILE.")
+    document = class_report.load(results)
+    matching = lms.match(document, lms.read_roster(args.roster))
+    stages = [s for s in STAGE_NAMES if s in document.get("options", {}).get("stages", STAGE_NAMES)]
+    for path, text in ((args.canvas, lambda: lms.canvas_csv(matching, args.assignment)),
+                       (args.moodle, lambda: lms.moodle_csv(matching, args.assignment)),
+                       (args.generic, lambda: lms.generic_csv(matching, stages))):
+        if path:
+            report.write_atomic(path, text())
+            print(f"wrote {path}")
+    print(f"{len(matching.graded)} students of {len(matching.roster)} in the roster placed")
+    for line in matching.lines():
+        print("WARNING: " + line)
+    return 0
+
+
+def _regrade(args: argparse.Namespace) -> int:
+    if len(args.parts) != 1 or args.json is None:
+        raise ValueError("nicelab grade regrade SUBMISSIONS_DIR --json RESULTS.json [--stage NAME] "
+                         "[--extra-checks DIR]")
+    if args.jobs is not None and args.jobs < 1:
+        raise ValueError("--jobs must be at least 1.")
+    from nicelab.grader.results import regrade as regrading
+
+    try:
+        _, moved = regrading.regrade(args.parts[0], args.json, args.stage, tuple(map(str, args.extra_checks)),
+                                     args.jobs, not args.no_sandbox, args.csv)
+    except SandboxUnavailable as err:
+        raise ValueError(str(err)) from err
+    print(regrading.changes.format_changes(moved))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     if args.submissions is not None and str(args.submissions) == "merge":
         return _merge(args)
+    handlers = {"report": _report, "export": _export, "regrade": _regrade}
+    if args.submissions is not None and str(args.submissions) in handlers:
+        return handlers[str(args.submissions)](args)
     if args.parts:
         raise ValueError(f"grade one folder of submissions, not {len(args.parts) + 1} (to join the parts of "
                          "a sharded run: nicelab grade merge PART.json ... --json all.json).")

@@ -27,8 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     student.add_argument("out", type=Path, metavar="OUT",
                          help="the handout's folder (new, or an earlier handout)")
     student.add_argument("--open-stage", type=int, required=True, metavar="K",
-                         help="the stage students work on now (1-5): references only for the stages "
-                              "before it")
+                         help="the stage students work on now (1-5, or an optional stage from 6 "
+                              "on): references only for the stages before it")
     student.add_argument("--lessons-from", type=Path, metavar="DIR",
                          help="copy a student's lessons/ (or a handout holding one) into the new folder")
     student.add_argument("--points", type=Path, metavar="FILE",

@@ -1,5 +1,6 @@
 """``nicelab train DATA``: train NICE with an implementation, keep the best weights by
-validation NLL, save them and write figures."""
+validation NLL, save them and write figures. ``--flow realnvp`` or ``--flow glow`` trains the
+advanced track's flows instead (stage 6's RealNVP, stage 7's Glow: :mod:`nicelab.core.flows`)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from nicelab.cli.commands import add_data_argument, add_impl_argument, data_name
-from nicelab.cli.options import add_model_arguments, config_from_args
+from nicelab.cli.options import add_flow_argument, add_model_arguments, config_from_args
 from nicelab.core import data as data_mod
+from nicelab.core import flows
 from nicelab.core import impl as impl_mod
 from nicelab.core.data import bits_per_dim
 from nicelab.plots import training as plots
@@ -20,8 +22,10 @@ from nicelab.plots import training as plots
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_argument(parser, default="parabola")
     add_impl_argument(parser)
+    add_flow_argument(parser)
     add_model_arguments(parser, title="model and training (defaults: the data set's preset)",
-                        out_help="output folder (default runs/DATA/IMPL-KEY)")
+                        out_help="output folder (default runs/DATA/IMPL-KEY; another flow than "
+                                 "nice: runs/DATA/IMPL-FLOW-KEY)")
 
 
 def write_figures(trained, modules, data, out: Path) -> list[Path]:
@@ -69,19 +73,28 @@ def report(trained, modules, data) -> dict:
     return result
 
 
+def describe(flow: str, config) -> str:
+    """How the run announces its model: ``NICE (4 couplings, 3 x 64 ReLU, gaussian prior)``."""
+    entry = flows.get_flow(flow)
+    layers = {"nice": "couplings", "realnvp": "affine couplings", "glow": "steps of mixing + affine coupling"}
+    scale = "" if entry.name == "nice" else ", then a diagonal scaling layer"
+    return (f"{entry.title} ({config.num_couplings} {layers[entry.name]}, {config.hidden_layers} x "
+            f"{config.hidden_units} ReLU{scale}, {config.prior} prior)")
+
+
 def run(args: argparse.Namespace) -> int:
     from nicelab.core import mnist, runs  # lazy: TensorFlow's start-up cost
     from nicelab.core.training import train  # lazy: TensorFlow's start-up cost
 
     name = data_name(args)
+    flow = getattr(args, "flow", None) or flows.DEFAULT_FLOW
     config = config_from_args(args, name)
-    modules = impl_mod.load_all(args.impl, runs.TRAINED_STAGES)
+    modules = flows.load_modules(flow, args.impl)
     if name in mnist.NAMES:
         mnist.fetch(name)  # with network, Keras' own loader downloads it the first time
     data = data_mod.load(name)
-    out = args.out or runs.run_dir(name, config, args.impl)
-    print(f"training NICE ({config.num_couplings} couplings, {config.hidden_layers} x "
-          f"{config.hidden_units} ReLU, {config.prior} prior) on {name} "
+    out = args.out or flows.run_dir(name, config, args.impl, flow)
+    print(f"training {describe(flow, config)} on {name} "
           f"({len(data.train)} train / {len(data.valid)} valid / {len(data.test)} test, "
           f"D = {data.dim}) with {impl_mod.resolve(args.impl)}")
     trained = train(modules, data, config, verbose=not args.quiet)
@@ -89,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"trained {trained.history.steps} steps in {trained.history.seconds:.1f} s "
           f"({steps_per_s:.0f} steps/s{'' if trained.history.compiled else ', eager'})")
     result = report(trained, modules, data)
+    if flow != flows.DEFAULT_FLOW:  # NICE's records stay as they were
+        result["flow"] = flow
     runs.save(trained, out, extra={"data": name, "impl": str(args.impl), **result})
     figures = write_figures(trained, modules, data, out)
     print(f"saved weights and {len(figures)} figures in {out}:")

@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from nicelab.core.atomic import write_atomic  # noqa: F401 - report.write_atomic
-from nicelab.core.course import STAGE_NAMES, STAGES
+from nicelab.core.course import OPTIONAL_STAGES, STAGE_NAMES, STAGES
 from nicelab.core.course import VERSION as __version__
 from nicelab.core.stubs import docs_page
 from nicelab.core.table import table_lines
@@ -57,18 +57,27 @@ LOAD_KINDS = {"missing": "missing", "solutions": "imports solutions"}
 
 @dataclass
 class Points:
-    """Points per stage (``points.toml``); ``partial_credit``: split over the checks."""
+    """Points per stage (``points.toml``); ``partial_credit``: split over the checks;
+    ``count_optional``: whether the optional stages (the advanced track) are graded, and so
+    count in a submission's total, when no stage is asked for."""
 
     stages: dict[str, float]
     partial_credit: bool = True
     source: str = str(DEFAULT_POINTS)
+    count_optional: bool = False
 
     def of(self, stage: str | None) -> float:
         return float(self.stages.get(stage, 0.0)) if stage else 0.0
 
+    def default_stages(self) -> tuple[str, ...]:
+        """The stages graded when none is asked for: the core stages, and the optional ones
+        when ``count_optional`` is true (teaching order)."""
+        return tuple(s for s in STAGE_NAMES if self.count_optional or s not in OPTIONAL_STAGES)
+
 
 def load_points(path: str | os.PathLike | None = None) -> Points:
-    """Read a points file: ``partial_credit = true`` and a ``[stages]`` table, stage = points."""
+    """Read a points file: ``partial_credit = true``, ``count_optional = false`` and a
+    ``[stages]`` table, stage = points."""
     source = Path(path) if path else DEFAULT_POINTS
     try:
         data = tomllib.loads(source.read_text())
@@ -86,10 +95,13 @@ def load_points(path: str | os.PathLike | None = None) -> Points:
     for name, value in stages.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"the points of {name!r} in {source} must be a number >= 0; saw {value!r}.")
-    partial = data.get("partial_credit", True)
-    if not isinstance(partial, bool):
-        raise ValueError(f"partial_credit in {source} must be true or false; saw {partial!r}.")
-    return Points({k: float(v) for k, v in stages.items()}, partial, str(source))
+    settings = {}
+    for setting, default in (("partial_credit", True), ("count_optional", False)):
+        settings[setting] = data.get(setting, default)
+        if not isinstance(settings[setting], bool):
+            raise ValueError(f"{setting} in {source} must be true or false; saw {settings[setting]!r}.")
+    return Points({k: float(v) for k, v in stages.items()}, settings["partial_credit"], str(source),
+                  settings["count_optional"])
 
 
 @dataclass
@@ -257,7 +269,7 @@ def now() -> str:
 def new_document(points: Points, options: dict) -> dict:
     return {"schema": SCHEMA_ID, "nicelab_version": __version__, "created": now(), "updated": now(),
             "points": {"file": points.source, "partial_credit": points.partial_credit,
-                       "stages": points.stages},
+                       "count_optional": points.count_optional, "stages": points.stages},
             "options": options, "submissions": []}
 
 

@@ -1,0 +1,90 @@
+"""The processes that run a submission's stage modules in remote grading: one per stage, each
+started ahead of need in the sandbox.
+
+A stage's process spends most of its start importing TensorFlow (about four seconds on a laptop
+core), before it runs any of the submission's code. In the sandbox the grader therefore starts
+the next stage's process while the current stage's checks run, and the first stage's while the
+worker itself starts (:func:`prefetch`), so that a sandboxed submission pays those imports mostly
+in parallel with work it has to do anyway (``nicelab bench --section 1`` shows the seconds per
+submission). Nothing else changes:
+
+* every stage still runs in a process and a sandbox of its own, which holds only the reference
+  of the stages before it: a sandbox cannot see another's files, processes or memory;
+* a process started ahead runs none of the submission's code until the checks ask it to load
+  the stage's module (the plugin's ``load_remote``), and the process of the stage before it is
+  closed then (one stage's code at a time);
+* both count against the submission's memory limit while they overlap (the process started
+  ahead holds TensorFlow, about 0.7 GB);
+* processes are started ahead only in the sandbox. Run as a student user without it
+  (Gradescope), the next stage's view would be files that user can read while the current
+  stage's code runs, so there each process starts when its stage is reached, as before.
+
+This module imports no TensorFlow: the worker calls :func:`prefetch` before its own import.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from nicelab.grader import remote
+from nicelab.grader.isolation import sandbox
+
+#: Settings of remote grading that are not options (set by the grading worker): the sandbox's
+#: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary, the user the
+#: child runs as (without the sandbox, from a root grader: Gradescope).
+SETTINGS: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None}
+
+_AHEAD: dict[tuple[str, str, str], remote.Client] = {}
+_FOLDERS: list[str] = []
+
+
+def start(path: Path, stage: str, mode: str) -> remote.Client:
+    """A new process for ``stage`` of the submission at ``path`` (``mode`` ``sandbox``: in
+    bubblewrap, with a view that holds only the reference of the stages before it)."""
+    view = None
+    if mode == "sandbox":
+        folder = tempfile.mkdtemp(prefix="nicelab-view-")
+        _FOLDERS.append(folder)
+        solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
+        view = sandbox.View(solutions, path, int(SETTINGS["scratch_mb"]))
+    return remote.Client(path, stage, view, threads=int(SETTINGS["threads"]), bwrap=SETTINGS["bwrap"],
+                         uid=SETTINGS.get("uid"))
+
+
+def prefetch(path: Path, stage: str, mode: str | None) -> None:
+    """Start ``stage``'s process now, to be taken by :func:`take` (sandbox mode only)."""
+    key = (str(path), stage, str(mode))
+    if mode == "sandbox" and key not in _AHEAD:
+        _AHEAD[key] = start(path, stage, mode)
+
+
+def take(path: Path, stage: str, mode: str) -> remote.Client:
+    """The process of ``stage``: the one started ahead when there is one, else a new one."""
+    client = _AHEAD.pop((str(path), stage, str(mode)), None)
+    if client is not None and client.ended is None and client.proc.poll() is None:
+        return client
+    if client is not None:
+        client.close()
+    return start(path, stage, mode)
+
+
+def next_stage(stage: str, order: list[str]) -> str | None:
+    """The stage after ``stage`` in the session's ``order`` of stages, if any."""
+    if stage not in order:
+        return None
+    later = order[order.index(stage) + 1:]
+    return later[0] if later else None
+
+
+def close_all() -> None:
+    """End the processes started ahead and not taken, and remove the views' folders."""
+    while _AHEAD:
+        _, client = _AHEAD.popitem()
+        client.close()
+    while _FOLDERS:
+        shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
+
+
+__all__ = ["SETTINGS", "close_all", "next_stage", "prefetch", "start", "take"]
