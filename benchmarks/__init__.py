@@ -76,14 +76,14 @@ class BenchSettings:
     gmm_components: tuple[int, ...] | None = None  # None: quality.GMM_COMPONENTS
     mnist_epochs: int | None = None
     flows_data: tuple[str, ...] = ("rings", "digits")  # section 5's data sets
-    flows_epochs: int | None = None  # None: the presets'
-    flows_units: int | None = None  # None: the presets'
+    flows_overrides: dict = dataclasses.field(default_factory=dict)  # section 5: TrainConfig fields
 
     @classmethod
     def quick(cls) -> BenchSettings:
         return cls(stages=False, warm=False, race_steps={"parabola": 8, "digits": 2}, rounds=2,
                    main_job_epochs=2, digits_epochs=2, gmm_components=(1, 2), mnist_epochs=1,
-                   flows_data=("parabola",), flows_epochs=1, flows_units=8)
+                   flows_data=("parabola",),
+                   flows_overrides={"epochs": 1, "num_couplings": 2, "hidden_units": 8, "hidden_layers": 1})
 
 
 class Bench:
@@ -344,8 +344,8 @@ class Bench:
         from benchmarks.flows import flow_rows
 
         s = self.settings
-        return flow_rows(s.flows_data, lambda *args, **kwargs: Row(5, *args, **kwargs), s.flows_epochs,
-                         s.flows_units, log=self.log)
+        return flow_rows(s.flows_data, lambda *args, **kwargs: Row(5, *args, **kwargs), s.flows_overrides,
+                         log=self.log)
 
     def run(self, sections=tuple(SECTIONS)) -> list[Row]:
         rows = []

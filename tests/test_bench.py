@@ -175,7 +175,8 @@ def test_table_and_markdown_hold_every_row(tmp_path):
     rows = [bench.Row(1, "check suite, cold cache", "20.0 s (40 passed)", "< 30 s", "met"),
             bench.Row(2, "digits: driver", "60 steps/s", "ahead of both peers", "NOT met"),
             bench.Row(3, "MNIST", "skipped: no MNIST file", ">= 1980.5", "skipped"),
-            bench.Row(4, "main job peak RSS", "900 MiB")]
+            bench.Row(4, "main job peak RSS", "900 MiB"),
+            bench.Row(5, "rings: RealNVP against NICE", "-0.35 nats", "ahead", "met")]
     table = bench.format_table(rows)
     for number, title in bench.SECTIONS.items():
         assert f"{number}. {title}" in table

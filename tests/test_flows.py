@@ -127,7 +127,6 @@ def test_bench_section_prints_the_three_flows_at_a_tiny_size(capsys):
 
     bench = _benchmarks()  # the repository's benchmarks/ package
     settings = bench.BenchSettings.quick()
-    settings.flows_units = 4
     rows = bench.Bench(settings, log=lambda msg: None).run((5,))
     printed = capsys.readouterr().out
     for header in comparison.TABLE_HEADER:
@@ -173,3 +172,11 @@ def test_the_pages_numbers_were_made_by_todays_comparison():
             assert run["config"] == dataclasses.asdict(flows.preset(flow, "mnist")), f"mnist.json: {flow}"
             assert abs(run["bits_per_dim"] - bits_per_dim(-run["test_nll"], 784, 256)) < 1e-9
         assert entry["realnvp"]["test_nll"] < entry["nice"]["test_nll"]
+
+
+def test_a_budget_that_cannot_be_matched_is_refused():
+    # Glow's 10 x 10 mixing matrices alone outweigh a NICE of one unit per layer.
+    config = TrainConfig(num_couplings=2, hidden_units=1, hidden_layers=1)
+    nice = flows.count_parameters("nice", flows.load_modules("nice", "solutions"), 10, config)
+    with pytest.raises(ValueError, match="Glow has more than .* parameters .* at any width"):
+        comparison.matched_config("glow", flows.load_modules("glow", "solutions"), 10, config, nice)

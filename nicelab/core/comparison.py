@@ -86,13 +86,16 @@ def image_levels(data: Dataset) -> int | None:
 def matched_config(flow: str, modules, dim: int, config: TrainConfig, target: int) -> TrainConfig:
     """``config`` with the largest ``hidden_units`` (at most ``config.hidden_units``) at which
     ``flow`` has no more than ``target`` trainable parameters (a bisection; parameters grow with
-    the width)."""
+    the width); a ``ValueError`` when even one hidden unit is too many."""
     def count(units: int) -> int:
         return flows.count_parameters(flow, modules, dim, dataclasses.replace(config, hidden_units=units))
 
     low, high = 1, config.hidden_units
     if count(high) <= target:
         return config
+    if count(low) > target:
+        raise ValueError(f"{flows.FLOWS[flow].title} has more than {target} parameters (NICE's) at any "
+                         f"width on {dim} dimensions: compare with the 'preset' budget instead.")
     while low < high:
         middle = (low + high + 1) // 2
         low, high = (middle, high) if count(middle) <= target else (low, middle - 1)
@@ -105,7 +108,7 @@ def log_density(modules, trained) -> Callable:
     import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
     lik = modules["likelihood"]
-    return tf.function(lambda x: lik.log_likelihood(trained.model, trained.prior, x))
+    return tf.function(lambda x: lik.log_likelihood(trained.model, trained.prior, x), reduce_retracing=True)
 
 
 def base_config(flow: str, data_name: str, budget: str, overrides: dict | None = None) -> TrainConfig:

@@ -36,7 +36,7 @@ class ScaledFlow(tf.keras.Model):
         dim: its data dimensionality D.
     """
 
-    def __init__(self, flow, dim: int, **kwargs):
+    def __init__(self, flow: tf.keras.Model, dim: int, **kwargs):
         super().__init__(**kwargs)
         self.flow = flow
         self.dim = int(dim)
