@@ -144,14 +144,14 @@ def fit(flow, steps, batch=256, seed=0):
 
     @tf.function
     def step(x):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as fit_tape:
             value = nll(flow, x)
-        optimizer.apply_gradients(zip(tape.gradient(value, flow.trainable_variables),
+        optimizer.apply_gradients(zip(fit_tape.gradient(value, flow.trainable_variables),
                                       flow.trainable_variables, strict=True))
 
-    rng = np.random.default_rng(seed)
+    picks = np.random.default_rng(seed)
     for _ in range(steps):
-        step(tf.constant(train[rng.integers(0, len(train), batch)]))
+        step(tf.constant(train[picks.integers(0, len(train), batch)]))
     return float(nll(flow, test))
 
 

@@ -6,7 +6,7 @@ LOG_DET = "return tf.reduce_sum(self.log_abs_s)"
 FORWARD = "return tf.matmul(x, self.matrix(), transpose_b=True)"
 SOLVES = """        z = tf.linalg.triangular_solve(lower, z, lower=True)
         z = tf.linalg.triangular_solve(upper, z, lower=False)"""
-GLOW_TERMS = "total = total + mixing.log_det_jacobian() + coupling.log_det_jacobian(h)"
+GLOW_TERMS = "log_det = log_det + mixing.log_det_jacobian() + coupling.log_det_jacobian(h)"
 GLOW_BACKWARD = "for mixing, coupling in reversed(self.steps):"
 START = "lu_factors(random_rotation(dim, seed))"
 
@@ -70,23 +70,24 @@ MUTANTS = [
                                     "h = mixing.forward(coupling.forward(h))"),),
            "glow_forward_is_the_composition", "mixes first"),
     mixing("glow_forgets_mixing_log_det",
-           ((GLOW_TERMS, "total = total + coupling.log_det_jacobian(h)"),),
+           ((GLOW_TERMS, "log_det = log_det + coupling.log_det_jacobian(h)"),),
            "glow_log_det_sums_its_steps", "forgets the mixing layers"),
     mixing("glow_forgets_coupling_log_det",
-           ((GLOW_TERMS, "total = total + mixing.log_det_jacobian()"),),
+           ((GLOW_TERMS, "log_det = log_det + mixing.log_det_jacobian()"),),
            "glow_log_det_sums_its_steps", "forgets the couplings"),
     mixing("glow_mixing_log_det_split_over_batch",
-           ((GLOW_TERMS, "total = total + mixing.log_det_jacobian() / tf.cast(tf.shape(h)[0], tf.float32) "
-                         "+ coupling.log_det_jacobian(h)"),),
+           ((GLOW_TERMS, "log_det = log_det + mixing.log_det_jacobian() "
+                         "/ tf.cast(tf.shape(h)[0], tf.float32) + coupling.log_det_jacobian(h)"),),
            "glow_log_det_sums_its_steps", "split across the batch"),
     mixing("glow_log_det_not_per_example",
-           (("            h = coupling.forward(h)\n        return total",
-             "            h = coupling.forward(h)\n        return tf.reduce_sum(total)"),),
+           (("            h = coupling.forward(h)\n        return log_det",
+             "            h = coupling.forward(h)\n        return tf.reduce_sum(log_det)"),),
            "glow_log_det_sums_its_steps", "one value per example"),
     mixing("glow_coupling_term_before_mixing",
            (("            h = mixing.forward(h)\n            " + GLOW_TERMS,
-             "            total = total + coupling.log_det_jacobian(h)\n            h = mixing.forward(h)\n"
-             "            total = total + mixing.log_det_jacobian()"),),
+             "            log_det = log_det + coupling.log_det_jacobian(h)\n"
+             "            h = mixing.forward(h)\n"
+             "            log_det = log_det + mixing.log_det_jacobian()"),),
            "glow_log_det_sums_its_steps", "the coupling's own input"),
     mixing("glow_ignores_sizes", (("hidden_units=hidden_units, hidden_layers=hidden_layers,\n"
                                    '                            name=f"coupling_{k}"',

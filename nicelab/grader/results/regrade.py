@@ -59,14 +59,16 @@ def changed_stages(
     """``(stages, why)``: the stages of ``graded`` whose checks changed since ``previous`` (see
     the module docstring, step 2), and a sentence saying how that was decided. ``now``: the
     batch's settings today (:func:`nicelab.grader.batch.settings`)."""
-    recorded = previous.get("stage_checks")
-    if isinstance(recorded, dict) and recorded:
-        stages = [s for s in graded if recorded.get(s) != digests.get(s)]
-        return stages, "their checks' files or ids changed since the results were written"
     collected: dict[str, set[str]] = {}
     for nodeid, (stage, _) in expected.items():
         collected.setdefault(stage or "", set()).add(nodeid)
     before = _row_checks(rows)
+    recorded = previous.get("stage_checks")
+    if isinstance(recorded, dict) and recorded:
+        stages = [s for s in graded if recorded.get(s) != digests.get(s)]
+        if stages and all(collected.get(s, set()) != before.get(s, set()) for s in stages):
+            return stages, "checks were added or removed there"
+        return stages, "their checks' files or ids changed since the results were written"
     stages = [s for s in graded if collected.get(s, set()) != before.get(s, set())]
     if stages:
         return stages, "checks were added or removed there"
