@@ -10,6 +10,7 @@ resident memory (``ru_maxrss`` of that very command, see :data:`LAUNCHER`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -121,8 +122,6 @@ def graded_submission(cache: str | None = None) -> tuple[ProcResult, float]:
     """``nicelab grade`` of one copy of the reference, every stage, one at a time (in the sandbox
     when bubblewrap is there): the batch's whole run, and the submission's own seconds (its
     row's ``wall_time``: its worker, its stages' child processes and the checks)."""
-    import json
-
     with tempfile.TemporaryDirectory(prefix="nicelab-bench-grade-") as tmp:
         shutil.copytree(PROJECT_ROOT / "solutions", Path(tmp) / "subs" / "reference",
                         ignore=shutil.ignore_patterns("__pycache__"))

@@ -33,7 +33,7 @@ tf = import_tensorflow()
 from nicelab.core import impl as impl_mod  # noqa: E402
 
 __all__ = [  # the stage fixtures (one per stage, named after it) come last
-    "CLIENTS", "FAILED", "HINTS", "LOADS", "REMOTE", "StageLoad", "_seed", "graded", "impl_name",
+    "CLIENTS", "FAILED", "HINTS", "LOADS", "StageLoad", "_seed", "graded", "impl_name",
     "load_remote", "load_stage", "pytest_addoption", "pytest_collection_finish",
     "pytest_collection_modifyitems", "pytest_configure", "pytest_fixture_setup", "pytest_report_header",
     "pytest_runtest_makereport", "pytest_sessionfinish", "pytest_sessionstart", *STAGE_NAMES,
@@ -73,9 +73,6 @@ def pytest_addoption(parser):
     )
 
 
-#: Settings of remote grading that are not options (set by the grading worker; see
-#: :data:`nicelab.grader.stage_processes.SETTINGS`).
-REMOTE: dict = stage_processes.SETTINGS
 #: stage -> the client of the process running that stage's graded module (remote grading).
 CLIENTS: dict[str, remote.Client] = {}
 #: The session's stages, in the order their checks run (the next one's process starts ahead).
