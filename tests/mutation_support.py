@@ -72,15 +72,32 @@ def run_all(mutants: list[Mutant], workdir: Path, first_failure: bool = False) -
     return grade_jobs(jobs, workdir)
 
 
-def grade_jobs(jobs: list[dict], workdir: Path) -> dict[str, list[dict]]:
-    """Run ``tests/mutation_runner.py`` on ``jobs`` ({"name", "impl", "stage", "check"}) in one
-    subprocess and return name -> list of check results (CheckResult dicts)."""
-    spec_file, out_file = workdir / "jobs.json", workdir / "results.json"
-    spec_file.write_text(json.dumps(jobs))
+def grade_jobs(jobs: list[dict], workdir: Path, processes: int | None = None) -> dict[str, list[dict]]:
+    """Run ``tests/mutation_runner.py`` on ``jobs`` ({"name", "impl", "stage", "check"}) and return
+    name -> list of check results (CheckResult dicts). The jobs are dealt two by two (a job and
+    its neighbour, often its twin in another mode) to ``processes`` subprocesses (default: one
+    per core, at most 2) running side by side, each importing TensorFlow once; every check is
+    seeded on its own, so the verdicts do not depend on which process ran a job."""
+    count = max(1, min(processes or os.cpu_count() or 1, 2, (len(jobs) + 1) // 2))
     env = {**os.environ, "NICELAB_HINTS": "0"}  # first messages only: no fix unlocked by repeats
-    subprocess.run([sys.executable, str(Path(__file__).with_name("mutation_runner.py")), str(spec_file),
-                    str(out_file)], check=True, cwd=ROOT, timeout=1800, env=env)
-    return json.loads(out_file.read_text())
+    running = []
+    for i in range(count):
+        spec_file, out_file = workdir / f"jobs-{i}.json", workdir / f"results-{i}.json"
+        spec_file.write_text(json.dumps([job for k, job in enumerate(jobs) if k // 2 % count == i]))
+        command = [sys.executable, str(Path(__file__).with_name("mutation_runner.py")), str(spec_file),
+                   str(out_file)]
+        running.append((subprocess.Popen(command, cwd=ROOT, env=env), out_file))
+    results: dict[str, list[dict]] = {}
+    for process, out_file in running:
+        try:
+            code = process.wait(timeout=1800)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        if code != 0:
+            raise subprocess.CalledProcessError(code, process.args)
+        results.update(json.loads(out_file.read_text()))
+    return results
 
 
 __all__ = ["Mutant", "all_mutants", "grade_jobs", "run_all", "asdict"]

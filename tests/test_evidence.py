@@ -117,6 +117,9 @@ def test_verify_gradients_accepts_the_tape_and_refuses_forgeries():
     assert all(c["verified"] for c in evidence.verify_gradients(dense, variables, x, true))
     forged = [{**c, "grad": np.ones_like(c["grad"])} for c in true]
     assert not any(c["verified"] for c in evidence.verify_gradients(dense, variables, x, forged))
+    one_false = [dict(c) for c in true]  # the kernel's claim turned a quarter turn: named alone
+    one_false[0]["grad"] = np.rot90(one_false[0]["grad"]).copy()
+    assert [c["verified"] for c in evidence.verify_gradients(dense, variables, x, one_false)] == [False, True]
     hidden = [{**c, "grad": None} for c in true]
     assert not any(c["verified"] for c in evidence.verify_gradients(dense, variables, x, hidden))
     before = [v.numpy() for v in variables]

@@ -20,8 +20,12 @@ a file in a tmpfs. Two ways to count it, the first the machine offers:
   namespaces (:func:`sysv_bytes`: a short-lived thread ``setns(2)``\\ s into the namespace and
   reads ``/proc/sysvipc/shm``; that needs root: without it, detached segments go uncounted).
 
-:func:`process_bytes` splits a process's resident memory into its private and file part and
-its shared-memory part, so that with a cgroup no shared page is counted twice.
+:func:`process_bytes` splits a process's resident memory into its anonymous part and its
+shared-memory part, so that with a cgroup no shared page is counted twice. Pages mapped from
+files (the libraries' code: about 390 MB in every process that imported TensorFlow) are not
+the submission's to hold and the kernel may drop them at any time: counted, the worker and two
+stage processes would reach 2 GB before the submission allocated anything. A file the sandbox
+writes lives in its tmpfs, which counts as shared memory.
 """
 
 from __future__ import annotations
@@ -176,16 +180,17 @@ def shared_bytes(group: Path) -> int:
 
 
 def process_bytes(pid: int) -> tuple[int, int]:
-    """``(anonymous + file pages, shared-memory pages)`` resident in ``pid`` (bytes), from
-    ``/proc/<pid>/status``; raises OSError when it has ended."""
+    """``(anonymous pages, shared-memory pages)`` resident in ``pid`` (bytes), from
+    ``/proc/<pid>/status`` (pages mapped from files are left out); raises OSError when it has
+    ended."""
     fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         name, _, value = line.partition(":")
-        if name in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+        if name in ("VmRSS", "RssAnon", "RssShmem"):
             fields[name] = int(value.split()[0]) * 1024
     if "RssAnon" not in fields:  # an old kernel: the resident set, undivided
         return fields.get("VmRSS", 0), 0
-    return fields["RssAnon"] + fields.get("RssFile", 0), fields.get("RssShmem", 0)
+    return fields["RssAnon"], fields.get("RssShmem", 0)
 
 
 def memfd_bytes(pids) -> int:
