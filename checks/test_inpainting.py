@@ -14,6 +14,7 @@ iterate of the ascent is known, and so is the distribution of the noisy result.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import types
@@ -39,6 +40,9 @@ INPAINT_CRASH = ("a gradient of None, when NumPy (np.*, .numpy()) cut the tape b
 #: step_size = min(0.03, 3 / lambda), lambda the median largest curvature of -log p over the hidden
 #: pixels at the start (a sharper reference model needs a smaller step: see the lesson page).
 DIGITS = {"n": 100, "steps": 100, "step_size": 0.03}
+#: The parabola check: x1 hidden for 500 test points, started at its training mean, with
+#: step_size = min(0.1, 3 / lambda) (0.1 unless a sharper fixture needs less).
+PARABOLA = {"n": 500, "steps": 200, "step_size": 0.1}
 #: The inpainted pixels must have at most this fraction of the mean fill's squared error.
 MSE_BAR = 0.85
 #: On the parabola, the median distance |x1 - x2^2 / 4| of the filled x1 must be below this
@@ -70,6 +74,20 @@ def sharpness(model, prior, x, known) -> dict:
     return curvature({"likelihood": reference("likelihood")}, flow, x, known)
 
 
+#: ``(data_name, cap)`` -> the step size of that fixture's run: it depends on the reference model and
+#: the data alone, so a process (``nicelab watch``) computes it once.
+_STEP_SIZES: dict[tuple[str, float], float] = {}
+
+
+def capped_step_size(data_name: str, cap: float, model, prior, start, known) -> float:
+    """``min(cap, 3 / lambda)``, lambda the median largest curvature of -log p at the first 60
+    starting points (a sharper reference model gets a step it can take)."""
+    key = (data_name, cap)
+    if key not in _STEP_SIZES:
+        _STEP_SIZES[key] = min(cap, 3.0 / sharpness(model, prior, start[:60], known[:60])["median"])
+    return _STEP_SIZES[key]
+
+
 def run_inpaint(inpainting, *args, **kwargs) -> np.ndarray:
     """inpaint(...) as a float NumPy array, or a failed check that says what went wrong."""
     result = attempt(lambda: inpainting.inpaint(*args, **kwargs), doing="inpaint on a trained model",
@@ -98,6 +116,12 @@ def linear_flow(curvatures=CURVATURES):
     and a standard Gaussian prior: log p(x) = const - sum_d S_d^2 x_d^2 / 2, so
     grad log p(x) = -S^2 x, coordinate by coordinate."""
     return twin(recipes.linear_flow, tuple(curvatures))
+
+
+@pytest.fixture(scope="module")
+def linear():
+    """The linear model of :func:`linear_flow`, built once per run for the checks that use it."""
+    return linear_flow()
 
 
 def schedule(step_size: float, i: int) -> float:
@@ -155,7 +179,7 @@ def digits_run(inpainting):
     known = np.ones_like(truth, dtype=bool)
     known[:, :32] = False
     start = np.where(known, truth, data.train.mean(axis=0)).astype(np.float32)
-    step_size = min(DIGITS["step_size"], 3.0 / sharpness(model, prior, start[:60], known[:60])["median"])
+    step_size = capped_step_size("digits", DIGITS["step_size"], model, prior, start, known)
     result = run_inpaint(inpainting, model, prior, start, known, steps=DIGITS["steps"], step_size=step_size,
                          bounds=(0.0, 1.0))
     return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result,
@@ -166,14 +190,13 @@ def digits_run(inpainting):
 def parabola_run(inpainting):
     """x1 hidden and x2 observed for test points of the parabola, x1 started at its mean."""
     model, prior, data = trained_reference("parabola")
-    truth = data.test[:500]
+    truth = data.test[:PARABOLA["n"]]
     known = np.zeros_like(truth, dtype=bool)
     known[:, 1] = True
     start = truth.copy()
     start[:, 0] = data.train[:, 0].mean()
-    # 0.1 unless a sharper fixture needs less
-    step_size = min(0.1, 3.0 / sharpness(model, prior, start[:60], known[:60])["median"])
-    result = run_inpaint(inpainting, model, prior, start, known, steps=200, step_size=step_size)
+    step_size = capped_step_size("parabola", PARABOLA["step_size"], model, prior, start, known)
+    result = run_inpaint(inpainting, model, prior, start, known, steps=PARABOLA["steps"], step_size=step_size)
     return {"model": model, "prior": prior, "truth": truth, "known": known, "start": start, "result": result}
 
 
@@ -214,22 +237,38 @@ def reference_gradient(model, prior, z) -> np.ndarray:
     return tape.gradient(total, z).numpy().astype(np.float64)
 
 
+#: The schedule check: 8 parabola test points, x1 hidden and started at -1, 10 noiseless steps.
+SCHEDULE_CASE = {"n": 8, "start": -1.0, "steps": 10, "step_size": 0.05}
+
+
+@functools.cache
+def schedule_case() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(x, known, expected)`` of the schedule check, the iterates computed here on the check's own
+    copy of the reference model (once per process: they depend on the reference alone)."""
+    model, prior, data = trained_reference("parabola")
+    x = data.test[:SCHEDULE_CASE["n"]].copy()
+    x[:, 0] = SCHEDULE_CASE["start"]  # start x1 off the curve x1 = x2^2 / 4 >= 0, where the gradient is large
+    known = np.zeros_like(x, dtype=bool)
+    known[:, 1] = True
+    expected = ascend(x, known, lambda z: reference_gradient(model, prior, z), SCHEDULE_CASE["steps"],
+                      SCHEDULE_CASE["step_size"])
+    for array in (x, known, expected):
+        array.flags.writeable = False
+    return x, known, expected
+
+
 @pytest.mark.builds_on("test_observed_entries_unchanged_random_mask")
 def test_steps_follow_the_schedule(inpainting):
     """10 noiseless steps on the trained parabola model (x2 observed, x1 hidden, coupled through
     the flow) against the iterates computed here, step by step."""
-    model, prior, data = trained_reference("parabola")
-    x = data.test[:8].copy()
-    x[:, 0] = -1.0  # start x1 off the curve x1 = x2^2 / 4 >= 0, where the gradient is large
-    known = np.zeros_like(x, dtype=bool)
-    known[:, 1] = True
-    steps, step_size = 10, 0.05
+    model, prior, _ = trained_reference("parabola")
+    x, known, expected = schedule_case()
+    steps, step_size = SCHEDULE_CASE["steps"], SCHEDULE_CASE["step_size"]
 
     def gradient(z):
         return reference_gradient(model, prior, z)
 
-    expected = ascend(x, known, gradient, steps, step_size)
-    got = run_inpaint(inpainting, model, prior, x, known, steps=steps, step_size=step_size)
+    got = run_inpaint(inpainting, model, prior, x.copy(), known.copy(), steps=steps, step_size=step_size)
     tolerance = 1e-4 * max(1.0, float(np.max(np.abs(expected))))
     if np.max(np.abs(got - expected)) < tolerance:
         return
@@ -267,11 +306,11 @@ def test_steps_follow_the_schedule(inpainting):
 
 
 @pytest.mark.builds_on("test_observed_entries_unchanged_random_mask", "test_steps_follow_the_schedule")
-def test_bounds_project_every_step(inpainting):
+def test_bounds_project_every_step(inpainting, linear):
     """A step too large for the density's curvature overshoots (here 16 * alpha_0 = 2.4: each step
     maps z to about -1.4 z); the projection after every step keeps the ascent in the box, which
     projecting only at the end does not. Observed entries lie outside the box and stay as given."""
-    model, prior = linear_flow()
+    model, prior = linear
     x = np.array([[0.4, -0.1, 0.45, 0.9], [0.3, 0.2, -0.15, -0.7], [0.1, 0.4, 0.3, 2.0]], np.float32)
     known = np.zeros_like(x, dtype=bool)
     known[:, 3] = True
@@ -334,10 +373,10 @@ def noise_moments(steps: int, step_size: float, noise: float, curvature: np.ndar
 
 
 @pytest.mark.builds_on("test_observed_entries_unchanged_random_mask", "test_steps_follow_the_schedule")
-def test_noise_term_has_the_stated_distribution(inpainting):
+def test_noise_term_has_the_stated_distribution(inpainting, linear):
     """On the linear model the noisy result is Gaussian with a known mean and spread:
     z_N = prod(1 - alpha_j c) z_0 + sum_i alpha_i * noise * eps_i * prod_{j > i}(1 - alpha_j c)."""
-    model, prior = linear_flow()
+    model, prior = linear
     n, steps, step_size, noise = 3000, 20, 0.02, 0.5
     x = np.tile(np.array([[0.3, -0.2, 0.1, 0.5]], np.float32), (n, 1))
     known = np.zeros_like(x, dtype=bool)

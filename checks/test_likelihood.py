@@ -15,6 +15,8 @@ as a failure of log_likelihood or sample.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +64,16 @@ LEFT_TENSORFLOW = ("the loss left TensorFlow (a NumPy call, .numpy() or float() 
 FAR = (1e-3, 0.5, 3.0, 20.0, 60.0, 88.0, 89.0, 90.0, 100.0, 500.0, 1e3, 1e4)
 
 
-def make_flow(dim=DIM, seed=0):
+def make_flow(dim=DIM, seed=0, couplings=4, hidden_layers=SMALL["hidden_layers"]):
     """A reference NICE with random weights (the check's own copy, and one for the graded code)."""
-    return twin(recipes.nice, dim, 4, SMALL["hidden_units"], SMALL["hidden_layers"], seed)
+    return twin(recipes.nice, dim, couplings, SMALL["hidden_units"], hidden_layers, seed)
+
+
+@pytest.fixture(scope="module")
+def flow():
+    """The seed-0 reference NICE of :func:`make_flow`, built once per run for the checks that only
+    evaluate it (log_likelihood and sample, which leave its weights as they are)."""
+    return make_flow()
 
 
 def logistic_log_density(h: np.ndarray) -> np.ndarray:
@@ -287,8 +296,8 @@ def _diagnose_log_likelihood(got, flow, prior, x, prior_term, log_det) -> str:
 
 
 @pytest.mark.parametrize("which", ["logistic", "unseen"])
-def test_log_likelihood_is_change_of_variables(likelihood, which):
-    flow, x = make_flow(), random_batch(16, DIM)
+def test_log_likelihood_is_change_of_variables(likelihood, flow, which):
+    x = random_batch(16, DIM)
     prior = standard_logistic() if which == "logistic" else unseen_prior()[0]
     got = numpy(likelihood.log_likelihood(flow, prior, x))
     prior_term = numpy(prior.log_prob(flow.forward(x)))
@@ -306,12 +315,26 @@ def test_log_likelihood_is_change_of_variables(likelihood, which):
              _diagnose_log_likelihood(got, flow, prior, x, prior_term, log_det))
 
 
+#: The TFP check's model seed and its two priors (recipes of this module's priors).
+TFP_CASE = {"seed": 3, "priors": {"standard logistic": lambda: recipes.standard_logistic(DIM),
+                                  "shifted Laplace": lambda: recipes.unseen_prior(DIM)[0]}}
+
+
+@functools.cache
+def tfp_chain_log_probs() -> dict[str, np.ndarray]:
+    """``{prior name: log p(x)}`` of TFP's TransformedDistribution of the check's model as a
+    bijector chain, on the check's own copies (once per process: they depend on the reference alone)."""
+    flow = recipes.nice(DIM, 4, SMALL["hidden_units"], SMALL["hidden_layers"], TFP_CASE["seed"])
+    chain, x = nice_as_tfp_chain(flow), random_batch(16, DIM, seed=TFP_CASE["seed"])
+    return {name: numpy(tfd.TransformedDistribution(prior(), chain).log_prob(x))
+            for name, prior in TFP_CASE["priors"].items()}
+
+
 @pytest.mark.builds_on("test_log_likelihood_is_change_of_variables")
 def test_log_likelihood_agrees_with_a_tfp_bijector_chain(likelihood):
-    flow, x = make_flow(seed=3), random_batch(16, DIM, seed=3)
-    chain = nice_as_tfp_chain(local_of(flow))
+    flow, x = make_flow(seed=TFP_CASE["seed"]), random_batch(16, DIM, seed=TFP_CASE["seed"])
     for name, prior in (("standard logistic", standard_logistic()), ("shifted Laplace", unseen_prior()[0])):
-        reference = numpy(tfd.TransformedDistribution(local_of(prior), chain).log_prob(x))
+        reference = tfp_chain_log_probs()[name]
         got = numpy(likelihood.log_likelihood(flow, prior, x))
         gap = f"{np.max(np.abs(got - reference)):.3g}" if got.shape == (16,) else f"shape {got.shape}"
         expect(got.shape == (16,) and np.allclose(got, reference, atol=1e-3),
@@ -382,10 +405,12 @@ def diagnose_step(before, after, gradients) -> str | None:
 
 
 def first_step(likelihood, seed: int) -> dict:
-    """One call of their train_step from a state the check knows (a random reference NICE, a
-    standard Gaussian, Adam at lr 1e-3, 256 parabola points): the reference NLL and its gradient
-    before (computed here), what train_step returned, and the weights it left (read back)."""
-    flow, prior = make_flow(dim=2, seed=seed), twin(recipes.standard_gaussian, 2)
+    """One call of their train_step from a state the check knows (a random reference NICE of two
+    couplings with one hidden layer each, a standard Gaussian, Adam at lr 1e-3, 256 parabola
+    points): the reference NLL and its gradient before (computed here), what train_step
+    returned, and the weights it left (read back)."""
+    flow = make_flow(dim=2, seed=seed, couplings=2, hidden_layers=1)
+    prior = twin(recipes.standard_gaussian, 2)
     x = data_mod.parabola(256, seed=0)
     before = [numpy(v) for v in local_of(flow).trainable_variables]
     expected, gradients = reference_nll(local_of(flow), local_of(prior), x, gradients=True)
@@ -487,23 +512,38 @@ def from_their_train_step(run: dict) -> None:
            "gradient of the mean NLL", "a train_step whose own step does not", run["step_mistake"])
 
 
+@functools.cache
+def scoring_flow() -> tuple:
+    """``(flow, prior, initial)``: the run's model rebuilt from the same seed (the check's own
+    copy, built once per process), the grader's own standard Gaussian, and the test NLL of that
+    untrained model (computed before any weights are given to it)."""
+    flow, prior = recipes.parabola_flow(TRAIN), recipes.standard_gaussian(2)
+    return flow, prior, reference_nll(flow, prior, data_mod.load_parabola().test)
+
+
+#: The test NLL of weights already scored in this process, by a digest of the weights.
+_SCORES: dict[str, float] = {}
+
+
 def score_run(weights: list[np.ndarray], data) -> tuple[float, float]:
     """The test NLL before and after the run, computed here: the run's model rebuilt from the
     same seed (the check's own copy), then given the weights the run reports, scored with the
     grader's own standard Gaussian. Nothing the graded process reports about its run is taken
-    as it is: the weights are judged by the NLL they give."""
-    flow = recipes.parabola_flow(TRAIN)
-    prior = recipes.standard_gaussian(2)
-    initial = reference_nll(flow, prior, data.test)
+    as it is: the weights are judged by the NLL they give (the same weights, the same score:
+    ``nicelab watch`` scores a cached run once)."""
+    flow, prior, initial = scoring_flow()
     expect(len(weights) == len(flow.weights), f"the run to report {len(flow.weights)} weight arrays",
            f"{len(weights)}", "train_step must not add or remove variables.")
     weights = [shaped(value, tuple(v.shape), "the training run") for v, value in zip(flow.weights, weights,
                                                                                         strict=True)]
     if not all(np.all(np.isfinite(w)) for w in weights):
         return initial, float("nan")  # the run diverged
-    for variable, value in zip(flow.weights, weights, strict=True):
-        variable.assign(value.astype(np.float32))
-    return initial, reference_nll(flow, prior, data.test)
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w, np.float32).tobytes() for w in weights))
+    if digest.hexdigest() not in _SCORES:
+        for variable, value in zip(flow.weights, weights, strict=True):
+            variable.assign(value.astype(np.float32))
+        _SCORES[digest.hexdigest()] = reference_nll(flow, prior, data.test)
+    return initial, _SCORES[digest.hexdigest()]
 
 
 def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
@@ -557,8 +597,8 @@ def test_training_gets_near_the_entropy(parabola_run):
 # sample
 
 
-def test_samples_have_the_right_shape_and_seed(likelihood):
-    flow, prior = make_flow(), standard_logistic()
+def test_samples_have_the_right_shape_and_seed(likelihood, flow):
+    prior = standard_logistic()
 
     def draw(seed):  # from the same global random state: only the seed argument differs
         return shaped(beside(recipes.seeded_sample, likelihood.sample, flow, prior, 50, seed), (50, DIM),

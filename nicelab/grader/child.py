@@ -8,7 +8,7 @@ nothing until asked, then answers one request at a time until the grader closes 
   same diagnostics as in-process grading (:func:`nicelab.grader.plugin.load_stage`);
 * ``getattr`` / ``setattr`` / ``call`` / ``array`` on an object it holds;
 * ``recipe``: run a function of :mod:`nicelab.grader.recipes` on the objects it holds;
-* ``seed``: reset the global random state (before every check, as in-process).
+* ``seed``: set the check's global random state (before every check, as in-process).
 
 Arrays, numbers, strings, lists and dicts go back as data; tensors as arrays; any other object
 stays here and goes back as a handle (:mod:`nicelab.grader.wire`). An exception goes back as
@@ -25,7 +25,7 @@ import sys
 
 import numpy as np
 
-from nicelab.grader import wire
+from nicelab.grader import seeding, wire
 
 MAX_MESSAGE = 4000
 
@@ -131,7 +131,7 @@ def answer(header: dict, payload: bytes, impl: str, stage: str, objects: _Object
     if op == "load":
         return _load(impl, stage, objects)
     if op == "seed":
-        tf.keras.utils.set_random_seed(int(field("value", 0)))
+        seeding.seed_check(int(field("value", 0)))
         return None
     if op == "getattr":
         return getattr(target, str(field("name")))

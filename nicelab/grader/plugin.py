@@ -26,7 +26,7 @@ import pytest
 from nicelab.core.course import STAGE_NAMES, STAGES
 from nicelab.core.quiet import import_tensorflow
 from nicelab.core.stubs import is_stub
-from nicelab.grader import hints, remote, stage_processes
+from nicelab.grader import hints, remote, seeding, stage_processes
 
 tf = import_tensorflow()
 
@@ -97,6 +97,7 @@ HINTS = hints.Hints()
 
 
 def pytest_sessionstart(session):
+    seeding.fresh_session()
     LOADS.clear()
     FAILED.clear()
     CLIENTS.clear()
@@ -382,10 +383,12 @@ def pytest_fixture_setup(fixturedef, request):
 
 @pytest.fixture(autouse=True)
 def _seed(request):
-    """Every check starts from the same random state: the same verdict on every run (in the
-    process running the graded code as well, when it runs in another one)."""
-    tf.keras.utils.set_random_seed(0)
+    """Every check starts from a random state of its own: the same verdict on every run, whatever
+    ran before it (in the process running the graded code as well, when it runs in another one;
+    :mod:`nicelab.grader.seeding`)."""
+    seed = seeding.check_seed(request.node.nodeid)
+    seeding.seed_check(seed)
     client = CLIENTS.get(_stage_of(request.node))
     remote.activate(client)
     if client is not None and client.ended is None:
-        client.seed(0)
+        client.seed(seed)

@@ -255,6 +255,15 @@ def _pytest(args: list[str], collector: _Collector, quiet: bool) -> None:
         pytest.main(args, plugins=[collector])
 
 
+def _check_files(stages: tuple[str, ...] | None) -> list[str]:
+    """What pytest collects: the check files of ``stages`` alone (each file holds one stage's checks,
+    so the other modules, TFP's import among them, are never loaded), or the whole folder."""
+    files = sorted(CHECKS_DIR / f"test_{stage}.py" for stage in set(stages or ()))
+    if not files or not all(file.is_file() for file in files):
+        return [str(CHECKS_DIR)]
+    return [str(file) for file in files]
+
+
 def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword: str | None = None,
                extra_dirs: tuple[Path, ...] = (), quiet: bool = True, capture: str = "fd",
                on_event: Callable[[str, object], None] | None = None,
@@ -290,7 +299,7 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
     if first_failure:
         common.append("--exitfirst")
     results: list[CheckResult] = []
-    runs = [([str(CHECKS_DIR), "--rootdir", str(PROJECT_ROOT)], False)]
+    runs = [([*_check_files(stages), "--rootdir", str(PROJECT_ROOT)], False)]
     for extra in extra_dirs:
         extra = Path(extra).resolve()
         if not extra.is_dir():
