@@ -63,14 +63,31 @@ def new_flow(model, dim=DIM, couplings=COUPLINGS, sizes=None):
     return flow
 
 
+#: The random NICEs of the current run, by (module, dim, couplings, seed): the checks that only
+#: evaluate one share it (each build costs about 0.1 s of a save-to-verdict in ``nicelab watch``).
+_FLOWS: dict[tuple, object] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _flows_of_this_run():
+    """A run starts and ends with no shared NICE (the next run grades a module saved anew)."""
+    _FLOWS.clear()
+    yield
+    _FLOWS.clear()
+
+
 def make_flow(model, dim=DIM, couplings=COUPLINGS, seed=0):
-    """A NICE with random weights everywhere (log_scale included), so no step is the identity."""
-    flow = new_flow(model, dim, couplings)
-    variables = trainable(flow)
-    expect(len(variables) > 0, "NICE to have trainable variables after a first call", "none",
-           "create the couplings and log_scale in __init__, stored as attributes of the model.")
-    randomize(variables, seed, scale=0.3)
-    return flow
+    """A NICE with random weights everywhere (log_scale included), so no step is the identity;
+    built once per run and shared by the checks that ask for the same one."""
+    key = (id(model), dim, couplings, seed)
+    if key not in _FLOWS:
+        flow = new_flow(model, dim, couplings)
+        variables = trainable(flow)
+        expect(len(variables) > 0, "NICE to have trainable variables after a first call", "none",
+               "create the couplings and log_scale in __init__, stored as attributes of the model.")
+        randomize(variables, seed, scale=0.3)
+        _FLOWS[key] = flow
+    return _FLOWS[key]
 
 
 def chain(layers, x, method):

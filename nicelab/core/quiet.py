@@ -1,12 +1,44 @@
-"""Import TensorFlow without its C++ start-up chatter (oneDNN and CUDA notices on stderr)."""
+"""Import TensorFlow without its C++ start-up chatter (oneDNN and CUDA notices on stderr), and
+without the libraries Keras loads at start-up for features the course never uses."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
 import os
 import sys
 
 _ready = False
+
+#: What Keras imports when TensorFlow loads it, only for its scikit-learn wrappers and its image
+#: gallery plot (``keras.wrappers``, ``keras.visualization``): about a second of a core in every
+#: process that imports TensorFlow (each graded stage's process among them). Each import is
+#: optional for Keras (it sets the name to None when it fails).
+KERAS_OPTIONAL = ("sklearn", "matplotlib")
+
+
+class _Unavailable(importlib.abc.MetaPathFinder):
+    """Refuses the imports of :data:`KERAS_OPTIONAL` (and their submodules) while installed."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in KERAS_OPTIONAL:
+            raise ModuleNotFoundError(f"{name} is not imported while TensorFlow loads Keras", name=name)
+        return None
+
+
+@contextlib.contextmanager
+def without_keras_optional():
+    """Import TensorFlow (and Keras through it) in this block without :data:`KERAS_OPTIONAL`,
+    unless they are already imported; after the block they import as usual (scikit-learn's
+    metrics and matplotlib's plots work), only Keras' own wrappers of them stay off."""
+    finder = None if any(name in sys.modules for name in KERAS_OPTIONAL) else _Unavailable()
+    if finder is not None:
+        sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        if finder is not None:
+            sys.meta_path.remove(finder)
 
 
 @contextlib.contextmanager
@@ -30,7 +62,7 @@ def import_tensorflow():
     global _ready
     if _ready:
         return sys.modules["tensorflow"]
-    with silenced_stderr():
+    with silenced_stderr(), without_keras_optional():
         import tensorflow as tf  # lazy: TensorFlow's start-up cost
         import tensorflow_probability  # noqa: F401
 

@@ -188,12 +188,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
-    from nicelab.core.quiet import import_tensorflow, silenced_stderr
+    from nicelab.core.quiet import import_tensorflow, silenced_stderr, without_keras_optional
     from nicelab.grader.worker import die_with_parent
 
     die_with_parent()
     if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
-        with silenced_stderr():
+        with silenced_stderr(), without_keras_optional():
             import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)

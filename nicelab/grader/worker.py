@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from nicelab.core.quiet import import_tensorflow, silenced_stderr
+from nicelab.core.quiet import import_tensorflow, silenced_stderr, without_keras_optional
 from nicelab.grader.runner import run_checks
 
 
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.remote:
         _remote_settings(args, stages)
     if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
-        with silenced_stderr():
+        with silenced_stderr(), without_keras_optional():
             import tensorflow as tf  # lazy: TensorFlow's start-up cost
 
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
