@@ -48,13 +48,26 @@ def edit_function(path: Path, name: str, n: int) -> None:
     after = first.end_lineno if docstring else first.lineno - 1
     lines = source.splitlines(keepends=True)
     lines.insert(after, " " * first.col_offset + f"_save = {n}\n")
-    path.write_text("".join(lines))
+    temporary = path.with_name(f".{path.name}.saving")
+    temporary.write_text("".join(lines))
+    os.replace(temporary, path)  # one change, as an editor's atomic save: never a half-written file
 
 
 def _lines(stream, into: queue.Queue) -> None:
     for line in iter(stream.readline, ""):
         into.put((time.perf_counter(), line.rstrip("\n")))
     into.put((time.perf_counter(), None))
+
+
+def _drain(lines: queue.Queue) -> None:
+    """Drop the lines already read from the watcher."""
+    while True:
+        try:
+            _, line = lines.get_nowait()
+        except queue.Empty:
+            return
+        if line is None:
+            raise RuntimeError("nicelab watch stopped")
 
 
 def _next_summary(lines: queue.Queue, timeout: float) -> tuple[float, float, str]:
@@ -90,6 +103,7 @@ def watch_latency(stage: str, saves: int = 5, function: str | None = None, timeo
         latencies, first_lines = [], []
         for n in range(saves):
             time.sleep(0.3)  # a pause between two saves, as when typing
+            _drain(lines)  # a verdict printed since (a second run of the last save) is not this save's
             saved = time.perf_counter()
             edit_function(folder / f"{stage}.py", function or EDITED[stage], n)
             line, done, summary = _next_summary(lines, timeout)
