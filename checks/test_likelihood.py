@@ -538,12 +538,13 @@ def score_run(weights: list[np.ndarray], data) -> tuple[float, float]:
                                                                                         strict=True)]
     if not all(np.all(np.isfinite(w)) for w in weights):
         return initial, float("nan")  # the run diverged
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w, np.float32).tobytes() for w in weights))
-    if digest.hexdigest() not in _SCORES:
+    data_bytes = b"".join(np.ascontiguousarray(w, np.float32).tobytes() for w in weights)
+    digest = hashlib.sha256(data_bytes).hexdigest()
+    if digest not in _SCORES:
         for variable, value in zip(flow.weights, weights, strict=True):
             variable.assign(value.astype(np.float32))
-        _SCORES[digest.hexdigest()] = reference_nll(flow, prior, data.test)
-    return initial, _SCORES[digest.hexdigest()]
+        _SCORES[digest] = reference_nll(flow, prior, data.test)
+    return initial, _SCORES[digest]
 
 
 def _train_on_parabola(likelihood, flow, prior, data) -> dict[str, np.ndarray]:
