@@ -60,8 +60,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from nicelab.core.course import STAGE_NAMES, VERSION
-from nicelab.grader.isolation import sandbox
-from nicelab.grader.isolation.process import Interrupted, Limits, Plan
+from nicelab.grader.isolation import forkserver, sandbox
+from nicelab.grader.isolation.process import Interrupted, Limits, Plan, worker_environment
 from nicelab.grader.results import integrity, report
 from nicelab.grader.results import shard as sharding
 from nicelab.grader.results.check_digests import stage_digests
@@ -331,7 +331,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     results = _Results(document, rows, key, json_path, csv_path, log)
     stop = threading.Event()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp, _worker_server(bool(todo), tmp):
         plan, lock = Plan(bwrap, limits.scratch_mb), results.lock
         collection = _Collection(stages, extra_dirs, limits, Path(tmp), document, lock, start=bool(todo))
 
@@ -355,6 +355,16 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     if todo and not stop.is_set():
         _flag_similar_pairs(results, find_submissions(root), stages)
     return document
+
+
+def _worker_server(needed: bool, folder: str):
+    """The server the batch's workers are forked from (:mod:`nicelab.grader.isolation.forkserver`),
+    when there is something to grade."""
+    if not needed:
+        return contextlib.nullcontext()
+    scratch = Path(folder) / "server"
+    scratch.mkdir()
+    return forkserver.serving(worker_environment(), str(scratch))
 
 
 def _flag_similar_pairs(results: _Results, subs: list[tuple[str, Path]], stages: tuple[str, ...]) -> None:

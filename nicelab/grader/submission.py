@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 from nicelab.core.course import STAGE_NAMES
 from nicelab.core.impl import PROJECT_ROOT
-from nicelab.grader.isolation import sandbox
+from nicelab.grader.isolation import forkserver, sandbox
 from nicelab.grader.isolation.process import (
     Attempt,
     Limits,
@@ -25,6 +24,7 @@ from nicelab.grader.isolation.process import (
     describe_end,
     run_worker,
     worker_command,
+    worker_environment,
 )
 from nicelab.grader.results import integrity, report
 from nicelab.grader.runner import CheckResult
@@ -120,16 +120,15 @@ def collect_checks(stages: tuple[str, ...], extra_dirs: tuple[str, ...], limits:
     events_r, events_w = os.pipe()
     command = worker_command("solutions", list(stages), list(extra_dirs), limits, 1, events_w,
                              collect_only=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
-    env.update(PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2")
-    try:
-        proc = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(events_w,), cwd=workdir)
+    try:  # forked from the batch's server when there is one
+        proc = forkserver.popen(command, workdir, worker_environment(), events_w)
     finally:
         os.close(events_w)
     with os.fdopen(events_r, "rb") as events:
         data = events.read()
-    output = proc.communicate()[0]
+    with proc.stdout:
+        output = proc.stdout.read()
+    proc.wait()
     if proc.returncode != 0:
         raise CollectionError("cannot collect the checks (a problem in the checks or the hidden checks, not "
                               f"in a submission): {output.decode(errors='replace')[-2000:]}")
@@ -271,6 +270,12 @@ def _readable_by_the_student(workdir: Path, impl: Path) -> None:
             os.chmod(os.path.join(base, entry), 0o644)
 
 
+def _worker_server(folder: str):
+    """The server this submission's workers are forked from: the batch's, else its own
+    (:mod:`nicelab.grader.isolation.forkserver`)."""
+    return forkserver.serving(worker_environment(), folder)
+
+
 def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dirs: list[str],
                      limits: Limits, points: report.Points, threads: int = 1,
                      stop: threading.Event | None = None, plan: Plan | None = None,
@@ -292,7 +297,7 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
              "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb},
              "attempts": 0, "output_bytes": 0, "output_excerpt": "", "peak_memory_mb": 0.0,
              "sandboxed": sandboxed, "similarity": {}, "flags": []}
-    with tempfile.TemporaryDirectory(prefix="nicelab-grade-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nicelab-grade-") as tmp, _worker_server(tmp):
         workdir = Path(tmp)
         try:
             impl = copy_submission(lesson_folder(folder), workdir / "submission")

@@ -141,4 +141,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--fork-server"]:  # the batch's server of workers (isolation.forkserver)
+        from nicelab.grader.isolation.forkserver import serve
+
+        serve(int(sys.argv[2]))
     sys.exit(main())

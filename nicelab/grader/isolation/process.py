@@ -22,7 +22,7 @@ from pathlib import Path
 
 import psutil
 
-from nicelab.grader.isolation import memory
+from nicelab.grader.isolation import forkserver, memory
 from nicelab.grader.isolation.student_user import kill_user, user_processes
 from nicelab.grader.runner import CheckResult
 
@@ -261,10 +261,16 @@ def _worker_process(impl: Path, stages: list[str], extra_dirs: list[str], limits
     """The worker's command line and environment. The worker runs the checks (and the hidden
     ones) outside the sandbox: only the child processes it starts run the submission's code."""
     command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w, plan=plan)
+    return command, worker_environment()
+
+
+def worker_environment() -> dict[str, str]:
+    """Every worker's environment (the batch's list of checks' too): the grader's, fixed hashes,
+    no student's start-up file, TensorFlow's notices off."""
     env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
     env.update(PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="2",
                MALLOC_ARENA_MAX="2", PYTHONFAULTHANDLER="1", PYTHONUNBUFFERED="1")
-    return command, env
+    return env
 
 
 def kill_tree(pid: int) -> None:
@@ -337,10 +343,8 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
     command, env = _worker_process(impl, stages, extra_dirs, limits, threads, plan, events_w)
     if uid is not None or (plan is not None and plan.sandboxed):  # the children's private folders
         env["TMPDIR"] = str(scratch)  # (sandbox views) go there, removed with the submission's
-    try:
-        proc = subprocess.Popen(command, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                                pass_fds=(events_w,))
+    try:  # forked from the batch's server when there is one (TensorFlow imported once)
+        proc = forkserver.popen(command, scratch, env, events_w)
     finally:
         os.close(events_w)
     reader = _EventReader(events_r, attempt)
