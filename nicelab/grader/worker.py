@@ -144,5 +144,6 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--fork-server"]:  # the batch's server of workers (isolation.forkserver)
         from nicelab.grader.isolation.forkserver import serve
 
-        serve(int(sys.argv[2]))
+        die_with_parent()
+        serve(int(sys.argv[2]), main)
     sys.exit(main())

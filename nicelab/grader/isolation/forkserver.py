@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 #: The environment variables a Python reads when it starts: a worker forked from the server
 #: has the server's, so a request must have the same (else it gets a new process).
@@ -59,13 +60,11 @@ MAX_MESSAGE = 1 << 20
 
 # ----------------------------------------------------------------------------- the server
 
-def serve(fd: int) -> None:
-    """The server's loop (``python -m nicelab.grader.worker --fork-server FD``): import, say
-    ready, then fork a worker per request and report each one's end, until the batch closes
-    the socket."""
-    from nicelab.grader.worker import die_with_parent
-
-    die_with_parent()
+def serve(fd: int, worker_main: Callable[[list[str]], int | None]) -> None:
+    """The server's loop (``python -m nicelab.grader.worker --fork-server FD``, which passes its
+    ``main``, having asked to die with the batch): import, say ready, then fork a worker per
+    request (``worker_main(argv)`` in the child) and report each one's end, until the batch
+    closes the socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle
     sock = socket.socket(fileno=fd)
     _preload()
@@ -80,7 +79,7 @@ def serve(fd: int) -> None:
             pid = os.fork()
             if pid == 0:
                 os.close(started_r)
-                _become_worker(sock, json.loads(data), fds, started_w)
+                _become_worker(sock, json.loads(data), fds, started_w, worker_main)
             os.close(started_w)
             for passed in fds:
                 os.close(passed)
@@ -92,15 +91,13 @@ def serve(fd: int) -> None:
 
 
 def _preload() -> None:
-    """What every worker imports first: TensorFlow (quietly, no operation run), pytest and the
-    worker's modules."""
+    """What every worker imports first: TensorFlow (quietly, no operation run) and pytest (the
+    worker's own modules are the server's: it runs as the worker module)."""
     from nicelab.core.quiet import silenced_stderr, without_keras_optional
 
     with silenced_stderr(), without_keras_optional():
         import tensorflow  # noqa: F401 - lazy: the cost this server pays once
     import pytest  # noqa: F401
-
-    import nicelab.grader.worker  # noqa: F401 - (not the plugin: it runs TensorFlow's first operation)
 
 
 def _reap(sock: socket.socket) -> None:
@@ -115,7 +112,8 @@ def _reap(sock: socket.socket) -> None:
         sock.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
 
 
-def _become_worker(sock: socket.socket, request: dict, fds: list[int], started_w: int) -> None:
+def _become_worker(sock: socket.socket, request: dict, fds: list[int], started_w: int,
+                   worker_main: Callable[[list[str]], int | None]) -> None:
     """In the forked child: the process the batch asked for (a new session, said on
     ``started_w``; stdin from /dev/null, stdout and stderr to ``fds[0]``, the event pipe
     ``fds[1]`` at :data:`EVENTS_FD`, nothing else open), then the worker's ``main``. Never returns."""
@@ -138,9 +136,7 @@ def _become_worker(sock: socket.socket, request: dict, fds: list[int], started_w
 
         tempfile.tempdir = None  # found again from this worker's TMPDIR
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        from nicelab.grader import worker
-
-        code = worker.main(request["argv"])
+        code = worker_main(request["argv"])
     except SystemExit as done:
         code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     except BaseException:  # noqa: BLE001 - a worker that cannot start says why in its output
