@@ -331,7 +331,7 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
     results = _Results(document, rows, key, json_path, csv_path, log)
     stop = threading.Event()
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp, _worker_server(bool(todo), tmp):
+    with tempfile.TemporaryDirectory(prefix="nicelab-batch-") as tmp, _worker_server(len(todo) > 1, tmp):
         plan, lock = Plan(bwrap, limits.scratch_mb), results.lock
         collection = _Collection(stages, extra_dirs, limits, Path(tmp), document, lock, start=bool(todo))
 
@@ -359,7 +359,9 @@ def grade_class(root: str | os.PathLike, json_path: Path, csv_path: Path | None 
 
 def _worker_server(needed: bool, folder: str):
     """The server the batch's workers are forked from (:mod:`nicelab.grader.isolation.forkserver`),
-    when there is something to grade."""
+    when there are at least two submissions to grade. One submission alone (and Gradescope's)
+    starts its worker directly: its first stage's sandbox then imports TensorFlow beside the
+    worker, where a server would have to finish its own import first (about 3 s more to wait)."""
     if not needed:
         return contextlib.nullcontext()
     scratch = Path(folder) / "server"

@@ -270,12 +270,6 @@ def _readable_by_the_student(workdir: Path, impl: Path) -> None:
             os.chmod(os.path.join(base, entry), 0o644)
 
 
-def _worker_server(folder: str):
-    """The server this submission's workers are forked from: the batch's, else its own
-    (:mod:`nicelab.grader.isolation.forkserver`)."""
-    return forkserver.serving(worker_environment(), folder)
-
-
 def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dirs: list[str],
                      limits: Limits, points: report.Points, threads: int = 1,
                      stop: threading.Event | None = None, plan: Plan | None = None,
@@ -297,7 +291,7 @@ def grade_submission(name: str, folder: Path, stages: tuple[str, ...], extra_dir
              "limits": {"timeout": limits.timeout, "memory_mb": limits.memory_mb},
              "attempts": 0, "output_bytes": 0, "output_excerpt": "", "peak_memory_mb": 0.0,
              "sandboxed": sandboxed, "similarity": {}, "flags": []}
-    with tempfile.TemporaryDirectory(prefix="nicelab-grade-") as tmp, _worker_server(tmp):
+    with tempfile.TemporaryDirectory(prefix="nicelab-grade-") as tmp:
         workdir = Path(tmp)
         try:
             impl = copy_submission(lesson_folder(folder), workdir / "submission")

@@ -2,7 +2,7 @@
 
 A worker (:mod:`nicelab.grader.worker`) used to spend most of its start importing TensorFlow,
 about three seconds of a core, once per submission and once more for the batch's list of checks.
-:func:`serving` (around a batch, or one submission graded alone) starts a server instead,
+:func:`serving` (around a batch of two submissions or more) starts a server instead,
 ``python -m nicelab.grader.worker --fork-server FD``, which imports TensorFlow, pytest and the
 worker's own modules, and then forks a worker for each request of the batch (:func:`popen`).
 Nothing else changes:
