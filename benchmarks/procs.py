@@ -111,6 +111,8 @@ def check_suite(stages: bool = True, warm: bool = True) -> dict[str, ProcResult]
                                                               {"NICELAB_CACHE": cache})
             results["graded submission"], results["graded submission"].row_seconds = \
                 graded_submission(cache)
+            for key, server in (("graded class, no server", False), ("graded class", True)):
+                results[key], results[key].row_seconds = graded_class(server=server, cache=cache)
     if stages:
         for stage in STAGE_NAMES:
             with tempfile.TemporaryDirectory(prefix="nicelab-bench-cache-") as cache:
@@ -136,6 +138,26 @@ def graded_submission(cache: str | None = None) -> tuple[ProcResult, float]:
         result = run_measured(command, env)
         rows = json.loads((Path(tmp) / "r.json").read_text())["submissions"] if result.returncode == 0 else []
     return result, float(rows[0]["wall_time"]) if rows else float("nan")
+
+
+def graded_class(size: int = 4, server: bool = True, cache: str | None = None) -> tuple[ProcResult, float]:
+    """``nicelab grade`` of a class of ``size`` copies of the reference, stage 1 only, two at a
+    time (in the sandbox when bubblewrap is there), with the batch's fork server of workers or
+    without it (``NICELAB_FORK_SERVER=0``): the batch's run and its seconds per submission."""
+    with tempfile.TemporaryDirectory(prefix="nicelab-bench-class-") as tmp:
+        for index in range(size):
+            shutil.copytree(PROJECT_ROOT / "solutions", Path(tmp) / "subs" / f"student-{index}",
+                            ignore=shutil.ignore_patterns("__pycache__"))
+        command = [sys.executable, "-m", "nicelab.cli", "grade", str(Path(tmp) / "subs"), "--json",
+                   str(Path(tmp) / "r.json"), "--jobs", "2", "--stage", "coupling"]
+        if not shutil.which("bwrap"):
+            command.append("--no-sandbox")
+        env = {"NICELAB_GRADE_KEY_FILE": str(Path(tmp) / "key"),
+               "NICELAB_FORK_SERVER": "1" if server else "0"}
+        if cache:
+            env["NICELAB_CACHE"] = cache
+        result = run_measured(command, env)
+    return result, result.seconds / size
 
 
 def main_job(out: Path, data: str = "parabola") -> ProcResult:

@@ -6,11 +6,13 @@ new process."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import psutil
 import pytest
@@ -99,3 +101,29 @@ def test_a_block_serves_from_the_active_server_or_its_own_which_ends_with_it(mon
             assert inner is started
         assert started.proc.poll() is None
     assert started.proc.returncode == 0 and not forkserver._ACTIVE
+
+
+def test_a_batch_forks_its_workers_unless_alone_or_switched_off(monkeypatch, tmp_path):
+    from nicelab.grader import batch
+
+    lessons = Path(__file__).resolve().parents[1] / "lessons"
+    for name in ("a", "b"):
+        (tmp_path / "subs" / name).mkdir(parents=True)
+        for file in ("__init__.py", "coupling.py"):
+            (tmp_path / "subs" / name / file).write_bytes((lessons / file).read_bytes())
+    forked = []
+    fork = forkserver.Server.fork
+
+    def counted(self, command, *args):
+        forked.append(command[3])  # the implementation graded
+        return fork(self, command, *args)
+
+    monkeypatch.setattr(forkserver.Server, "fork", counted)
+    monkeypatch.setenv("NICELAB_GRADE_KEY_FILE", str(tmp_path / "key"))
+    document = batch.grade_class(tmp_path / "subs", tmp_path / "r.json", stages=("coupling",), jobs=2,
+                                 use_sandbox=False, log=lambda line: None)
+    assert [row["stages"][0]["status"] for row in document["submissions"]] == ["not started"] * 2
+    assert len(forked) == 3 and forked.count("solutions") == 1  # the list of checks, both workers
+    assert isinstance(batch._worker_server(False, str(tmp_path)), contextlib.nullcontext)  # one alone
+    monkeypatch.setenv(forkserver.SWITCH_ENV, "0")
+    assert isinstance(batch._worker_server(True, str(tmp_path)), contextlib.nullcontext)

@@ -361,8 +361,9 @@ def _worker_server(needed: bool, folder: str):
     """The server the batch's workers are forked from (:mod:`nicelab.grader.isolation.forkserver`),
     when there are at least two submissions to grade. One submission alone (and Gradescope's)
     starts its worker directly: its first stage's sandbox then imports TensorFlow beside the
-    worker, where a server would have to finish its own import first (about 3 s more to wait)."""
-    if not needed:
+    worker, where a server would have to finish its own import first (about 3 s more to wait).
+    ``NICELAB_FORK_SERVER=0`` starts every worker directly (a comparison, or a way out)."""
+    if not needed or os.environ.get(forkserver.SWITCH_ENV) == "0":
         return contextlib.nullcontext()
     scratch = Path(folder) / "server"
     scratch.mkdir()

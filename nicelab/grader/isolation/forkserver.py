@@ -53,6 +53,8 @@ START_ENV = ("PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER", "PYTHON
 #: The module a worker runs, and the file descriptor its event pipe gets in a forked worker.
 WORKER_MODULE = "nicelab.grader.worker"
 EVENTS_FD = 3
+#: ``NICELAB_FORK_SERVER=0``: a batch starts every worker directly (``nicelab bench`` compares).
+SWITCH_ENV = "NICELAB_FORK_SERVER"
 #: How long the batch waits for the server to import TensorFlow before it does without.
 READY_TIMEOUT_S = 120.0
 MAX_MESSAGE = 1 << 20
@@ -312,4 +314,4 @@ def popen(command: list[str], cwd, env: dict[str, str], events_w: int):
                             stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(events_w,))
 
 
-__all__ = ["EVENTS_FD", "ForkedProcess", "Server", "popen", "serve", "serving"]
+__all__ = ["EVENTS_FD", "SWITCH_ENV", "ForkedProcess", "Server", "popen", "serve", "serving"]
