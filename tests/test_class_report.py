@@ -162,6 +162,25 @@ def test_similarity_names_the_copies_and_not_the_honest(planted):
     assert not any("stubs" in pair for pair in scores), "an untouched stub adds nothing to compare"
 
 
+def test_sources_are_parsed_one_thread_at_a_time(monkeypatch):
+    """Python 3.11's AST builder is not thread-safe (CPython gh-106905): a batch compares its
+    submissions with the reference side by side, so every parse takes one lock (a batch graded
+    in CI once lost a row to "SystemError: AST constructor recursion depth mismatch")."""
+    entered = []
+
+    class Recording:
+        def __enter__(self):
+            entered.append(True)
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(integrity, "_AST_LOCK", Recording())
+    integrity.normalised("x = 1\n")
+    similarity.without_answers("ANSWERS = {'a': 1}\nx = 2\n")
+    assert len(entered) == 2
+
+
 def test_similarity_excludes_the_stub_and_the_answers(planted):
     stub = (ROOT / "lessons" / "model.py").read_text()
     given = similarity.stub_hashes(stub)

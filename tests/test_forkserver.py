@@ -127,3 +127,21 @@ def test_a_batch_forks_its_workers_unless_alone_or_switched_off(monkeypatch, tmp
     assert isinstance(batch._worker_server(False, str(tmp_path)), contextlib.nullcontext)  # one alone
     monkeypatch.setenv(forkserver.SWITCH_ENV, "0")
     assert isinstance(batch._worker_server(True, str(tmp_path)), contextlib.nullcontext)
+
+
+def test_a_server_that_cannot_start_leaves_every_worker_a_new_process(monkeypatch, tmp_path):
+    broken = tmp_path / "broken"
+    (broken / "tensorflow").mkdir(parents=True)
+    (broken / "tensorflow" / "__init__.py").write_text("raise ImportError('no TensorFlow here')\n")
+    env = {**worker_environment(), "PYTHONPATH": str(broken)}
+    monkeypatch.setattr(forkserver, "_ACTIVE", [])
+    with forkserver.serving(env, str(tmp_path)) as server:
+        assert not server.accepts(_collect_command(9), env) and server.ended and not server.ready
+        events_r, events_w = os.pipe()
+        try:
+            proc = forkserver.popen(_collect_command(events_w), tmp_path, worker_environment(), events_w)
+        finally:
+            os.close(events_w)
+        assert isinstance(proc, subprocess.Popen)
+        assert _events(events_r) and proc.wait(timeout=120) == 0
+        proc.stdout.close()

@@ -26,6 +26,7 @@ import keyword
 import os
 import re
 import secrets
+import threading
 import tokenize
 from pathlib import Path
 from typing import Any
@@ -133,11 +134,23 @@ def _strip_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+#: Python 3.11 keeps the AST builder's recursion depth per interpreter, not per thread: two
+#: threads parsing at once (a batch's submissions start side by side) can make one fail with
+#: "SystemError: AST constructor recursion depth mismatch" (CPython gh-106905).
+_AST_LOCK = threading.Lock()
+
+
+def parse(source: str) -> ast.Module:
+    """``ast.parse(source)``, one thread at a time (:data:`_AST_LOCK`)."""
+    with _AST_LOCK:
+        return ast.parse(source)
+
+
 def normalised(source: str) -> tuple[list[str], list[str]]:
     """``(lines, tokens)`` of ``source`` without comments, docstrings or layout; in ``tokens``
     every identifier is replaced by ``_`` (renaming variables does not hide a copy)."""
     try:
-        code = ast.unparse(_strip_docstrings(ast.parse(source)))
+        code = ast.unparse(_strip_docstrings(parse(source)))
     except (SyntaxError, ValueError, RecursionError):
         code = source
     tokens = []

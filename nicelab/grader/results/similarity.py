@@ -121,7 +121,7 @@ def without_answers(source: str) -> str:
     """``source`` with every module-level assignment to ``ANSWERS`` blanked out (spaces, same
     length and lines: offsets into it are offsets into ``source``)."""
     try:
-        tree = ast.parse(source)
+        tree = integrity.parse(source)
     except (SyntaxError, ValueError, RecursionError):
         return source
     lines = source.splitlines(keepends=True)
