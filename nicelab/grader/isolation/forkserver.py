@@ -43,6 +43,8 @@ import time
 import traceback
 from collections.abc import Callable
 
+import psutil
+
 #: The environment variables a Python reads when it starts: a worker forked from the server
 #: has the server's, so a request must have the same (else it gets a new process).
 START_ENV = ("PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER", "PYTHONDONTWRITEBYTECODE",
@@ -222,7 +224,7 @@ class Server:
         with self.changed:
             if pid in self.exits:
                 return self.exits[pid]
-            if self.ended and not _alive(pid):
+            if self.ended and not psutil.pid_exists(pid):
                 return -signal.SIGKILL
             return None
 
@@ -270,16 +272,6 @@ class Server:
             self.proc.kill()
             self.proc.wait()
         self.sock.close()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _ACTIVE: list[Server] = []

@@ -256,14 +256,6 @@ class Plan:
         return self.bwrap is not None
 
 
-def _worker_process(impl: Path, stages: list[str], extra_dirs: list[str], limits: Limits, threads: int,
-                    plan: Plan | None, events_w: int) -> tuple[list[str], dict[str, str]]:
-    """The worker's command line and environment. The worker runs the checks (and the hidden
-    ones) outside the sandbox: only the child processes it starts run the submission's code."""
-    command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w, plan=plan)
-    return command, worker_environment()
-
-
 def worker_environment() -> dict[str, str]:
     """Every worker's environment (the batch's list of checks' too): the grader's, fixed hashes,
     no student's start-up file, TensorFlow's notices off."""
@@ -340,7 +332,10 @@ def run_worker(impl: Path, stages: list[str], extra_dirs: list[str], limits: Lim
         os.chmod(scratch, 0o711)  # the student's user passes through to its own folder, lists nothing
     attempt = Attempt()
     events_r, events_w = os.pipe()
-    command, env = _worker_process(impl, stages, extra_dirs, limits, threads, plan, events_w)
+    # The worker runs the checks (and the hidden ones) outside the sandbox: only the child
+    # processes it starts run the submission's code.
+    command = worker_command(str(impl), stages, extra_dirs, limits, threads, events_w, plan=plan)
+    env = worker_environment()
     if uid is not None or (plan is not None and plan.sandboxed):  # the children's private folders
         env["TMPDIR"] = str(scratch)  # (sandbox views) go there, removed with the submission's
     try:  # forked from the batch's server when there is one (TensorFlow imported once)
