@@ -34,7 +34,7 @@ def test_the_server_runs_no_tensorflow_operation_before_it_forks():
     """A fork is safe only while TensorFlow has started no thread and no device: the server (the
     worker module, then the preload) imports it and runs nothing."""
     code = ("import os\nimport nicelab.grader.worker\nfrom nicelab.grader.isolation import forkserver\n"
-            "forkserver._preload()\n"
+            "forkserver.preload_grading()\n"
             "from tensorflow.python.eager import context\n"
             "tasks = os.listdir('/proc/self/task')\n"
             "names = [open(f'/proc/self/task/{t}/comm').read().strip() for t in tasks]\n"

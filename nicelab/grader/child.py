@@ -188,20 +188,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
-    from nicelab.core.quiet import import_tensorflow, silenced_stderr, without_keras_optional
+    importlib.invalidate_caches()  # forked by a stage host: its view of solutions/ has grown
+    from nicelab.core.quiet import import_tensorflow
     from nicelab.grader.worker import die_with_parent
 
     die_with_parent()
-    if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
-        with silenced_stderr(), without_keras_optional():
-            import tensorflow as tf  # lazy: TensorFlow's start-up cost
-
-            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import_tensorflow()
+    import_tensorflow(args.threads)
     serve(args.impl, args.stage, args.fd_in, args.fd_out)
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--host"]:  # the host of a submission's stages (isolation.stage_host)
+        from nicelab.grader.isolation import forkserver
+        from nicelab.grader.worker import die_with_parent
+
+        die_with_parent()
+        forkserver.serve(int(sys.argv[2]), main)
     sys.exit(main())

@@ -329,13 +329,14 @@ def load_remote(graded: str, stage: str, mode: str):
         _fail(stage, StageLoad("missing"), str(err))
     for other in [name for name in CLIENTS if name != stage]:  # one graded process at a time
         CLIENTS.pop(other).close()
-    client = stage_processes.take(path, stage, mode)
+    hosted = len(ORDER) > 1  # the stages' processes forked by one host (isolation.stage_host)
+    client = stage_processes.take(path, stage, mode, hosted)
     CLIENTS[stage] = client
     remote.activate(client)
     status = client.load()
     following = stage_processes.next_stage(stage, ORDER)
     if following is not None:  # its TensorFlow import overlaps this stage's checks (sandbox only)
-        stage_processes.prefetch(path, following, mode)
+        stage_processes.prefetch(path, following, mode, hosted)
     if status["kind"] != "ok":
         _fail(stage, StageLoad(status["kind"], status["blocked_by"], list(status["own_earlier"] or [])),
               str(status["message"]))

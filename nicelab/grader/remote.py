@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from nicelab.grader import wire
-from nicelab.grader.isolation import sandbox, student_user
+from nicelab.grader.isolation import sandbox, stage_host, student_user
 
 #: How long one request may take by default (a batch enforces its own limits from outside).
 TIMEOUT_S = 900.0
@@ -238,51 +238,52 @@ def _describe(value, arrays: list[np.ndarray]):
     return None
 
 
+class NotHosted(RuntimeError):
+    """A stage host could not start a stage's process (it has ended, or is past that stage)."""
+
+
 class Client:
     """The grader's end of one child process that runs ``impl``'s ``stage`` (in the sandbox
     described by ``sandbox_view`` when given; else as the unprivileged user ``uid`` when given,
-    see :mod:`nicelab.grader.isolation.student_user`). ``load()`` loads the module there."""
+    see :mod:`nicelab.grader.isolation.student_user`; else forked by ``host``, a
+    :class:`~nicelab.grader.isolation.stage_host.StageHost`, when given: :class:`NotHosted` when
+    it cannot). ``load()`` loads the module there."""
 
     def __init__(self, impl: str | Path, stage: str, sandbox_view=None, timeout: float = TIMEOUT_S,
-                 threads: int = 0, bwrap: str | None = None, uid: int | None = None):
+                 threads: int = 0, bwrap: str | None = None, uid: int | None = None, host=None):
         self.timeout, self.ended = timeout, None
         self._handles: dict[int, Remote] = {}
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
+        self._child = None
+        self.host = host
+        if host is None:
+            self._start(impl, stage, sandbox_view, threads, bwrap, uid, to_child_r, from_child_w)
+            return
+        self.proc = host.spawn(stage, [to_child_r, from_child_w])
+        for fd in (to_child_r, from_child_w):
+            os.close(fd)
+        if self.proc is None:
+            for fd in (self._to_child, self._from_child):
+                os.close(fd)
+            raise NotHosted(f"the stage host cannot start {stage}'s process")
+
+    def _start(self, impl, stage: str, sandbox_view, threads: int, bwrap: str | None, uid: int | None,
+               to_child_r: int, from_child_w: int) -> None:
+        """Start the child as a new process (in bwrap, as ``uid`` or plain)."""
         inner_impl = str(sandbox.SUBMISSION) if sandbox_view else str(impl)
         python = sandbox.python_inside() if sandbox_view else sys.executable
         inner = [python, "-m", "nicelab.grader.child", inner_impl, stage, "--fd-in", str(to_child_r),
                  "--fd-out", str(from_child_w), "--threads", str(threads)]
-        fds = [to_child_r, from_child_w]  # close_fds: the child inherits no other descriptor
-        self._info = None
         user: dict = {}
-        if sandbox_view is not None:
-            args_r, args_w = os.pipe()
-            info_r, info_w = os.pipe()
-            command, options = sandbox.sandbox_command(inner, sandbox_view, max(1, threads), info_w,
-                                                       bwrap or sandbox.check_available(), args_r)
-            fds += [args_r, info_w]
-            self._info = info_r
-            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        elif uid is not None:
-            command = inner
+        if uid is not None and sandbox_view is None:
             env, base = student_user.child_environment(uid, stage, threads)
             weakref.finalize(self, shutil.rmtree, base, True)
-            user = {"user": uid, "group": student_user.primary_gid(uid), "extra_groups": [],
+            user = {"env": env, "user": uid, "group": student_user.primary_gid(uid), "extra_groups": [],
                     "cwd": base / "home"}
-        else:
-            command = inner
-            env = {k: v for k, v in os.environ.items() if k not in ("NICELAB_IMPL", "PYTHONSTARTUP")}
-            env.update(PYTHONDONTWRITEBYTECODE="1", TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen(command, pass_fds=fds, stdin=subprocess.DEVNULL, env=env,
-                                     start_new_session=True, close_fds=True, **user)
-        for fd in fds:
-            os.close(fd)
-        self._child = None
-        if self._info is not None:
-            sandbox.start(self.proc.pid, args_w, options)  # its memory cgroup first, then its options
-            self._child = sandbox.read_child_pid(self._info, timeout=60.0)
-            os.close(self._info)
+        # close_fds: the child inherits no other descriptor
+        self.proc, self._child = stage_host.popen(inner, [to_child_r, from_child_w], sandbox_view, threads,
+                                                  bwrap, **user)
 
     # ------------------------------------------------------------------ requests
 
@@ -362,14 +363,24 @@ class Client:
         self.kill()
 
     def kill(self) -> None:
-        """Kill the child and every process it started (safe from another thread)."""
+        """Kill the child and every process it started (safe from another thread); a hosted
+        child's whole host with it."""
+        if self.host is not None:
+            self.host.kill()
+            return
         sandbox.kill_namespace(self._child, self.proc.pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, 9)
 
     def close(self) -> None:
         self.ended = self.ended or "closed"
-        self.kill()
+        if self.host is not None and self.host.reset():  # the host stays, for the next stage
+            try:
+                self.proc.wait(timeout=5.0)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        else:
+            self.kill()
         self.proc.wait()
         for fd in (self._to_child, self._from_child):
             with contextlib.suppress(OSError):

@@ -24,12 +24,15 @@ This module imports no TensorFlow: the worker calls :func:`prefetch` before its 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
 
 from nicelab.grader import remote
-from nicelab.grader.isolation import sandbox
+from nicelab.grader.isolation import forkserver, sandbox
+from nicelab.grader.isolation.stage_host import StageHost
 
 #: Settings of remote grading that are not options (set by the grading worker): the sandbox's
 #: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary, the user the
@@ -37,37 +40,68 @@ from nicelab.grader.isolation import sandbox
 SETTINGS: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None}
 
 _AHEAD: dict[tuple[str, str, str], remote.Client] = {}
+_HOSTS: dict[tuple[str, str], StageHost] = {}
 _FOLDERS: list[str] = []
 
 
-def start(path: Path, stage: str, mode: str) -> remote.Client:
+def _hosted(mode: str | None, hosted: bool) -> bool:
+    """Whether the stages' processes come from a host (``NICELAB_FORK_SERVER=0``: never)."""
+    switched_off = os.environ.get(forkserver.SWITCH_ENV) == "0"
+    return hosted and mode in ("sandbox", "process") and SETTINGS.get("uid") is None and not switched_off
+
+
+def host(path: Path, mode: str) -> StageHost:
+    """The stage host of the submission at ``path`` (:mod:`nicelab.grader.isolation.stage_host`):
+    the one running, else a new one."""
+    key = (str(path), mode)
+    found = _HOSTS.get(key)
+    if found is None or not found.alive():
+        if found is not None:
+            found.close()
+        found = _HOSTS[key] = StageHost(path, mode, threads=int(SETTINGS["threads"]), bwrap=SETTINGS["bwrap"],
+                                        scratch_mb=int(SETTINGS["scratch_mb"]))
+    return found
+
+
+def start(path: Path, stage: str, mode: str, hosted: bool = False) -> remote.Client:
     """A new process for ``stage`` of the submission at ``path`` (``mode`` ``sandbox``: in
-    bubblewrap, with a view that holds only the reference of the stages before it)."""
-    view = None
-    if mode == "sandbox":
-        folder = tempfile.mkdtemp(prefix="nicelab-view-")
-        _FOLDERS.append(folder)
-        solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
-        view = sandbox.View(solutions, path, int(SETTINGS["scratch_mb"]))
-    return remote.Client(path, stage, view, threads=int(SETTINGS["threads"]), bwrap=SETTINGS["bwrap"],
-                         uid=SETTINGS.get("uid"))
+    bubblewrap, with a view that holds only the reference of the stages before it; ``hosted``:
+    forked by the submission's stage host when it can serve that stage)."""
+    if _hosted(mode, hosted):
+        with contextlib.suppress(remote.NotHosted):  # else a process of its own, as without a host
+            return remote.Client(path, stage, host=host(path, mode))
+    return remote.Client(path, stage, _view(path, stage, mode), threads=int(SETTINGS["threads"]),
+                         bwrap=SETTINGS["bwrap"], uid=SETTINGS.get("uid"))
 
 
-def prefetch(path: Path, stage: str, mode: str | None) -> None:
-    """Start ``stage``'s process now, to be taken by :func:`take` (sandbox mode only)."""
+def _view(path: Path, stage: str, mode: str) -> sandbox.View | None:
+    if mode != "sandbox":
+        return None
+    folder = tempfile.mkdtemp(prefix="nicelab-view-")
+    _FOLDERS.append(folder)
+    solutions = sandbox.filtered_solutions(Path(folder) / "solutions", stage)
+    return sandbox.View(solutions, path, int(SETTINGS["scratch_mb"]))
+
+
+def prefetch(path: Path, stage: str, mode: str | None, hosted: bool = False) -> None:
+    """Start ``stage``'s process now, to be taken by :func:`take` (sandbox mode only); with
+    ``hosted``, the submission's stage host instead (sandbox and process modes)."""
+    if _hosted(mode, hosted):
+        host(path, mode)
+        return
     key = (str(path), stage, str(mode))
     if mode == "sandbox" and key not in _AHEAD:
         _AHEAD[key] = start(path, stage, mode)
 
 
-def take(path: Path, stage: str, mode: str) -> remote.Client:
+def take(path: Path, stage: str, mode: str, hosted: bool = False) -> remote.Client:
     """The process of ``stage``: the one started ahead when there is one, else a new one."""
     client = _AHEAD.pop((str(path), stage, str(mode)), None)
     if client is not None and client.ended is None and client.proc.poll() is None:
         return client
     if client is not None:
         client.close()
-    return start(path, stage, mode)
+    return start(path, stage, mode, hosted)
 
 
 def next_stage(stage: str, order: list[str]) -> str | None:
@@ -79,12 +113,16 @@ def next_stage(stage: str, order: list[str]) -> str | None:
 
 
 def close_all() -> None:
-    """End the processes started ahead and not taken, and remove the views' folders."""
+    """End the processes started ahead and not taken, the stage hosts, and remove the views'
+    folders."""
     while _AHEAD:
         _, client = _AHEAD.popitem()
         client.close()
+    while _HOSTS:
+        _, found = _HOSTS.popitem()
+        found.close()
     while _FOLDERS:
         shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
 
 
-__all__ = ["SETTINGS", "close_all", "next_stage", "prefetch", "start", "take"]
+__all__ = ["SETTINGS", "close_all", "host", "next_stage", "prefetch", "start", "take"]

@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from nicelab.core.quiet import import_tensorflow, silenced_stderr, without_keras_optional
+from nicelab.core.quiet import import_tensorflow
 from nicelab.grader.runner import run_checks
 
 
@@ -79,7 +79,8 @@ def _remote_settings(args: argparse.Namespace, stages: tuple[str, ...] | None) -
                                     uid=args.child_uid)
     if not args.collect_only:
         with contextlib.suppress(ImplementationError):  # the checks say why it cannot load
-            stage_processes.prefetch(resolve(args.impl), (stages or STAGE_NAMES)[0], args.remote)
+            stage_processes.prefetch(resolve(args.impl), (stages or STAGE_NAMES)[0], args.remote,
+                                     hosted=len(stages or STAGE_NAMES) > 1)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,13 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = tuple(s for s in args.stages.split(",") if s) or None
     if args.remote:
         _remote_settings(args, stages)
-    if args.threads > 0:  # before TensorFlow's first op fixes its thread pools
-        with silenced_stderr(), without_keras_optional():
-            import tensorflow as tf  # lazy: TensorFlow's start-up cost
-
-            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-    import_tensorflow()
+    import_tensorflow(args.threads)
 
     run_checks(args.impl, stages, extra_dirs=tuple(args.extra_checks), quiet=True, capture="no",
                on_event=emit, collect_only=args.collect_only, remote=args.remote)

@@ -55,7 +55,8 @@ START_ENV = ("PYTHONHASHSEED", "PYTHONUNBUFFERED", "PYTHONFAULTHANDLER", "PYTHON
 #: The module a worker runs, and the file descriptor its event pipe gets in a forked worker.
 WORKER_MODULE = "nicelab.grader.worker"
 EVENTS_FD = 3
-#: ``NICELAB_FORK_SERVER=0``: a batch starts every worker directly (``nicelab bench`` compares).
+#: ``NICELAB_FORK_SERVER=0``: a batch starts every worker directly, and every graded stage's
+#: process too (no :mod:`~nicelab.grader.isolation.stage_host`; ``nicelab bench`` compares).
 SWITCH_ENV = "NICELAB_FORK_SERVER"
 #: How long the batch waits for the server to import TensorFlow before it does without.
 READY_TIMEOUT_S = 120.0
@@ -64,14 +65,15 @@ MAX_MESSAGE = 1 << 20
 
 # ----------------------------------------------------------------------------- the server
 
-def serve(fd: int, worker_main: Callable[[list[str]], int | None]) -> None:
+def serve(fd: int, worker_main: Callable[[list[str]], int | None],
+          preload: Callable[[], None] | None = None) -> None:
     """The server's loop (``python -m nicelab.grader.worker --fork-server FD``, which passes its
-    ``main``, having asked to die with the batch): import, say ready, then fork a worker per
-    request (``worker_main(argv)`` in the child) and report each one's end, until the batch
-    closes the socket."""
+    ``main``, having asked to die with the batch): import (``preload``, default
+    :func:`preload_grading`), say ready, then fork a process per request (``worker_main(argv)``
+    in the child) and report each one's end, until the other end closes the socket."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the batch's to handle
     sock = socket.socket(fileno=fd)
-    _preload()
+    (preload or preload_grading)()
     sock.send(json.dumps({"ready": True}).encode())
     while True:
         readable, _, _ = select.select([sock], [], [], 0.05)
@@ -83,7 +85,7 @@ def serve(fd: int, worker_main: Callable[[list[str]], int | None]) -> None:
             pid = os.fork()
             if pid == 0:
                 os.close(started_r)
-                _become_worker(sock, json.loads(data), fds, started_w, worker_main)
+                _become(sock, json.loads(data), fds, started_w, worker_main)
             os.close(started_w)
             for passed in fds:
                 os.close(passed)
@@ -94,12 +96,13 @@ def serve(fd: int, worker_main: Callable[[list[str]], int | None]) -> None:
     os._exit(0)
 
 
-def _preload() -> None:
-    """What every worker imports first: TensorFlow (quietly, no operation run) and pytest (the
-    worker's own modules are the server's: it runs as the worker module)."""
-    from nicelab.core.quiet import silenced_stderr, without_keras_optional
+def preload_grading() -> None:
+    """What every worker (and every graded stage's process) imports first: TensorFlow (quietly,
+    no operation run) and pytest (the worker's own modules are the server's: it runs as the
+    worker module)."""
+    from nicelab.core.quiet import loading
 
-    with silenced_stderr(), without_keras_optional():
+    with loading():
         import tensorflow  # noqa: F401 - lazy: the cost this server pays once
     import pytest  # noqa: F401
 
@@ -116,29 +119,34 @@ def _reap(sock: socket.socket) -> None:
         sock.send(json.dumps({"exit": pid, "code": os.waitstatus_to_exitcode(status)}).encode())
 
 
-def _become_worker(sock: socket.socket, request: dict, fds: list[int], started_w: int,
-                   worker_main: Callable[[list[str]], int | None]) -> None:
-    """In the forked child: the process the batch asked for (a new session, said on
-    ``started_w``; stdin from /dev/null, stdout and stderr to ``fds[0]``, the event pipe
-    ``fds[1]`` at :data:`EVENTS_FD`, nothing else open), then the worker's ``main``. Never returns."""
+def _become(sock: socket.socket, request: dict, fds: list[int], started_w: int,
+            worker_main: Callable[[list[str]], int | None]) -> None:
+    """In the forked child: the process the other end asked for (a new session, said on
+    ``started_w``; stdin from /dev/null; the passed ``fds`` at the request's ``"targets"``,
+    default stdout and stderr, then :data:`EVENTS_FD`; nothing else open above them; the
+    request's ``cwd`` and ``env`` when it gives them), then ``worker_main``. Never returns."""
     code = 1
     try:
         sock.close()
         os.setsid()
         os.write(started_w, b"s")
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # clear of 0-3, where they go
+        targets = [int(t) for t in request.get("targets", (1, EVENTS_FD))]
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 100) for fd in fds]  # clear of the targets
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
-        os.dup2(high[0], 1)
-        os.dup2(high[0], 2)
-        os.dup2(high[1], EVENTS_FD)
-        os.closerange(EVENTS_FD + 1, _max_fd())
-        os.chdir(request["cwd"])
-        os.environ.clear()
-        os.environ.update(request["env"])
+        for fd, target in zip(high, targets, strict=True):
+            os.dup2(fd, target)
+            if target == 1:
+                os.dup2(fd, 2)
+        os.closerange(max(targets) + 1, _max_fd())
+        if "cwd" in request:
+            os.chdir(request["cwd"])
+        if "env" in request:
+            os.environ.clear()
+            os.environ.update(request["env"])
         import tempfile
 
-        tempfile.tempdir = None  # found again from this worker's TMPDIR
+        tempfile.tempdir = None  # found again from this process's TMPDIR
         signal.signal(signal.SIGINT, signal.default_int_handler)
         code = worker_main(request["argv"])
     except SystemExit as done:
@@ -162,9 +170,9 @@ def _max_fd() -> int:
 # ----------------------------------------------------------------------------- the batch's side
 
 class ForkedProcess:
-    """A worker forked by the server, with the parts of :class:`subprocess.Popen` the batch uses."""
+    """A process forked by a server, with the parts of :class:`subprocess.Popen` its user needs."""
 
-    def __init__(self, server: Server, pid: int, stdout):
+    def __init__(self, server: Channel, pid: int, stdout=None):
         self.server, self.pid, self.stdout = server, pid, stdout
         self.returncode: int | None = None
 
@@ -184,21 +192,15 @@ class ForkedProcess:
         return self.returncode
 
 
-class Server:
-    """The batch's end of the fork server (started by :func:`started`)."""
+class Channel:
+    """Our end of a server's socket (:func:`serve`): its answers, read by a thread of our own,
+    and the ends of the processes it forked for us."""
 
-    def __init__(self, env: dict[str, str], cwd: str):
-        self.env = dict(env)
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.sock, self.lock, self.changed = ours, threading.Lock(), threading.Condition()
+    def __init__(self, sock: socket.socket):
+        self.sock, self.lock, self.changed = sock, threading.Lock(), threading.Condition()
         self.exits: dict[int, int] = {}
         self.replies: list[dict] = []
         self.ready = self.ended = False
-        command = [sys.executable, "-m", WORKER_MODULE, "--fork-server", str(theirs.fileno())]
-        self.proc = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=self.env, cwd=cwd,
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        theirs.close()
         self.reader = threading.Thread(target=self._read, daemon=True, name="nicelab-forkserver")
         self.reader.start()
 
@@ -218,26 +220,63 @@ class Server:
             self.ended = True
             self.changed.notify_all()
 
+    def gone(self, pid: int) -> bool:
+        """Whether the process ``pid`` of a server that has ended is gone (killed with it)."""
+        return not psutil.pid_exists(pid)
+
     def exit_code(self, pid: int) -> int | None:
-        """How the worker ``pid`` ended; None while it runs. A worker of a server that died was
+        """How the process ``pid`` ended; None while it runs. A process of a server that died was
         killed with it (``PR_SET_PDEATHSIG``): -9 once it is gone."""
         with self.changed:
             if pid in self.exits:
                 return self.exits[pid]
-            if self.ended and not psutil.pid_exists(pid):
+            if self.ended and self.gone(pid):
                 return -signal.SIGKILL
             return None
 
+    def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> bool:
+        with self.changed:
+            self.changed.wait_for(lambda: self.ready or self.ended, timeout=timeout)
+            return self.ready and not self.ended
+
+    def spawn(self, request: dict, fds: list[int]) -> int | None:
+        """The pid of a process forked for ``request`` (see :func:`_become`) with ``fds`` passed,
+        or None when the server is gone or does not answer."""
+        try:
+            with self.lock:
+                socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
+                with self.changed:
+                    self.changed.wait_for(lambda: self.replies or self.ended, timeout=READY_TIMEOUT_S)
+                    if not self.replies:
+                        return None
+                    return int(self.replies.pop(0)["pid"])
+        except OSError:
+            return None
+
+    def shut(self) -> None:
+        """Close the socket: the server ends its loop."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+
+class Server(Channel):
+    """The batch's end of the fork server of its workers (started by :func:`serving`)."""
+
+    def __init__(self, env: dict[str, str], cwd: str):
+        self.env = dict(env)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        command = [sys.executable, "-m", WORKER_MODULE, "--fork-server", str(theirs.fileno())]
+        self.proc = subprocess.Popen(command, pass_fds=(theirs.fileno(),), env=self.env, cwd=cwd,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        theirs.close()
+        super().__init__(ours)
+
     def accepts(self, command: list[str], env: dict[str, str]) -> bool:
         """Whether a worker of ``command`` with ``env`` can be forked from this server."""
-        if command[:3] != [sys.executable, "-m", WORKER_MODULE] or not self._wait_ready():
+        if command[:3] != [sys.executable, "-m", WORKER_MODULE] or not self.wait_ready():
             return False
         return all(env.get(name) == self.env.get(name) for name in START_ENV)
-
-    def _wait_ready(self) -> bool:
-        with self.changed:
-            self.changed.wait_for(lambda: self.ready or self.ended, timeout=READY_TIMEOUT_S)
-            return self.ready and not self.ended
 
     def fork(self, command: list[str], cwd: str, env: dict[str, str], events_w: int) -> ForkedProcess | None:
         """A worker running ``command`` (its ``--events-fd`` is :data:`EVENTS_FD` there), or
@@ -245,25 +284,17 @@ class Server:
         argv = list(command[3:])
         argv[argv.index("--events-fd") + 1] = str(EVENTS_FD)
         out_r, out_w = os.pipe()
-        request = json.dumps({"argv": argv, "cwd": str(cwd), "env": env}).encode()
         try:
-            with self.lock:
-                socket.send_fds(self.sock, [request], [out_w, events_w])
-                with self.changed:
-                    self.changed.wait_for(lambda: self.replies or self.ended, timeout=READY_TIMEOUT_S)
-                    if not self.replies:
-                        raise OSError("the fork server did not answer")
-                    pid = int(self.replies.pop(0)["pid"])
-        except OSError:
-            os.close(out_r)
-            return None
+            pid = self.spawn({"argv": argv, "cwd": str(cwd), "env": env}, [out_w, events_w])
         finally:
             os.close(out_w)
+        if pid is None:
+            os.close(out_r)
+            return None
         return ForkedProcess(self, pid, open(out_r, "rb"))
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
+        self.shut()
         if not self.ready:  # still importing: nothing of it is needed
             self.proc.kill()
         try:
@@ -306,4 +337,5 @@ def popen(command: list[str], cwd, env: dict[str, str], events_w: int):
                             stderr=subprocess.STDOUT, start_new_session=True, pass_fds=(events_w,))
 
 
-__all__ = ["EVENTS_FD", "SWITCH_ENV", "ForkedProcess", "Server", "popen", "serve", "serving"]
+__all__ = ["EVENTS_FD", "SWITCH_ENV", "Channel", "ForkedProcess", "Server", "popen", "preload_grading",
+           "serve", "serving"]

@@ -157,8 +157,16 @@ def filtered_solutions(into: Path, stage: str) -> Path:
     source = PROJECT_ROOT / "solutions"
     init = source / "__init__.py"
     (into / "__init__.py").write_bytes(init.read_bytes() if init.exists() else b"")
+    return add_references(into, stage)
+
+
+def add_references(into: Path, stage: str) -> Path:
+    """Add to ``into`` (made by :func:`filtered_solutions`) the reference modules of the stages
+    before ``stage`` it lacks (a stage host's view grows as the stages are reached)."""
+    source = PROJECT_ROOT / "solutions"
     for earlier in STAGE_NAMES[: STAGE_NAMES.index(stage)]:
-        shutil.copyfile(source / f"{earlier}.py", into / f"{earlier}.py")
+        if not (into / f"{earlier}.py").exists():
+            shutil.copyfile(source / f"{earlier}.py", into / f"{earlier}.py")
     return into
 
 

@@ -1,0 +1,91 @@
+"""The stage host (``nicelab.grader.isolation.stage_host``): one process per submission imports
+TensorFlow once and forks each graded stage's process; each stage's process still sees only
+the reference of the stages before it, runs alone, and is counted and killed as before."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from nicelab.grader import remote, stage_processes
+from nicelab.grader.isolation import sandbox
+
+LESSONS = Path(__file__).resolve().parents[1] / "lessons"
+#: Appended to a stage's stub: what its process sees of the reference, and (stage 1) a daemon
+#: that leaves the stage's session and process group, as a student's code could.
+SEEN = '\nimport os as _os\nSEEN = sorted(_os.listdir("/grader/project/solutions"))\n'
+DAEMON = '''
+if _os.fork() == 0:
+    _os.setsid()
+    if _os.fork() == 0:
+        import time as _time
+        _time.sleep(600)
+    _os._exit(0)
+_os.wait()
+'''
+
+
+def _submission(root: Path, extra: dict[str, str]) -> Path:
+    sub = root / "sub"
+    shutil.copytree(LESSONS, sub, ignore=shutil.ignore_patterns("__pycache__"))
+    for name, text in extra.items():
+        with open(sub / name, "a") as module:
+            module.write(text)
+    return sub
+
+
+@pytest.mark.slow
+def test_each_stage_sees_only_the_reference_before_it_and_runs_alone(tmp_path):
+    if shutil.which("bwrap") is None:
+        pytest.skip("bubblewrap is not installed (.ci/run installs it)")
+    sub = _submission(tmp_path, {"coupling.py": SEEN + DAEMON, "model.py": SEEN})
+    host = stage_processes.host(sub, "sandbox")
+    try:
+        coupling = stage_processes.start(sub, "coupling", "sandbox", hosted=True)
+        assert coupling.host is host
+        assert coupling.load()["module"].SEEN == ["__init__.py"]
+        assert host.others(), "the stage's process and its daemon run in the host's sandbox"
+        coupling.close()
+        assert host.alive() and not host.others(), "the daemon outlived its stage"
+        model = stage_processes.start(sub, "model", "sandbox", hosted=True)
+        assert model.host is host and model.load()["module"].SEEN == ["__init__.py", "coupling.py"]
+        model.close()
+        # An earlier stage after a later one: the host's view holds its reference now, so that
+        # stage's process gets a sandbox of its own, with the reference before it only.
+        with pytest.raises(remote.NotHosted):
+            remote.Client(sub, "coupling", host=host)
+        again = stage_processes.start(sub, "coupling", "sandbox", hosted=True)
+        assert again.host is None and again.load()["module"].SEEN == ["__init__.py"]
+        again.close()
+    finally:
+        stage_processes.close_all()
+    assert host.proc.poll() is not None and not Path(host.folder).exists()
+
+
+@pytest.mark.slow
+def test_a_stopped_stage_takes_its_host_with_it_and_a_crash_says_how_it_ended(tmp_path):
+    sub = _submission(tmp_path, {"model.py": "\nimport os as _os\n_os._exit(3)\n"})
+    try:
+        host = stage_processes.host(sub, "process")
+        coupling = stage_processes.start(sub, "coupling", "process", hosted=True)
+        assert coupling.host is host and coupling.load()["kind"] == "ok"
+        coupling.kill()  # a time limit: the whole host goes
+        assert coupling.proc.wait(timeout=30) == -9
+        coupling.close()
+        assert not host.alive()
+        model = stage_processes.start(sub, "model", "process", hosted=True)
+        assert model.host is not None and model.host is not host  # a new host
+        with pytest.raises(remote.GradingProcessEnded, match="exited with code 3"):
+            model.load()
+        model.close()
+    finally:
+        stage_processes.close_all()
+
+
+def test_a_host_view_grows_by_the_reference_of_the_stages_reached(tmp_path):
+    solutions = sandbox.filtered_solutions(tmp_path / "solutions", "coupling")
+    assert sorted(p.name for p in solutions.iterdir()) == ["__init__.py"]
+    sandbox.add_references(solutions, "likelihood")
+    assert sorted(p.name for p in solutions.iterdir()) == ["__init__.py", "coupling.py", "model.py"]
