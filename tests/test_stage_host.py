@@ -16,6 +16,18 @@ LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 #: Appended to a stage's stub: what its process sees of the reference, and (stage 1) a daemon
 #: that leaves the stage's session and process group, as a student's code could.
 SEEN = '\nimport os as _os\nSEEN = sorted(_os.listdir("/grader/project/solutions"))\n'
+#: Appended to stage 1: what it leaves in the sandbox's scratch; stage 2 lists what it finds.
+LEAVES = '''
+open("/tmp/work/left.txt", "w").write("stage 1")
+open("/tmp/home/.left", "w").write("stage 1")
+open("/dev/shm/left", "w").write("stage 1")
+import ctypes as _ctypes
+_ctypes.CDLL(None).shmget(0, 1 << 20, 0o1600)  # a System V segment, detached at once
+'''
+FINDS = '''
+FOUND = sorted(_os.listdir("/tmp/work") + _os.listdir("/tmp/home") + _os.listdir("/dev/shm"))
+SEGMENTS = len(open("/proc/sysvipc/shm").read().splitlines()) - 1
+'''
 DAEMON = '''
 if _os.fork() == 0:
     _os.setsid()
@@ -37,20 +49,24 @@ def _submission(root: Path, extra: dict[str, str]) -> Path:
 
 
 @pytest.mark.slow
-def test_each_stage_sees_only_the_reference_before_it_and_runs_alone(tmp_path):
+def test_each_stage_sees_only_the_reference_before_it_and_runs_alone_in_a_fresh_scratch(tmp_path):
     if shutil.which("bwrap") is None:
         pytest.skip("bubblewrap is not installed (.ci/run installs it)")
-    sub = _submission(tmp_path, {"coupling.py": SEEN + DAEMON, "model.py": SEEN})
+    sub = _submission(tmp_path, {"coupling.py": SEEN + LEAVES + FINDS + DAEMON, "model.py": SEEN + FINDS})
     host = stage_processes.host(sub, "sandbox")
     try:
         coupling = stage_processes.start(sub, "coupling", "sandbox", hosted=True)
         assert coupling.host is host
-        assert coupling.load()["module"].SEEN == ["__init__.py"]
+        first = coupling.load()["module"]
+        assert first.SEEN == ["__init__.py"]
+        assert (first.FOUND, first.SEGMENTS) == ([".left", "left", "left.txt"], 1)
         assert host.others(), "the stage's process and its daemon run in the host's sandbox"
         coupling.close()
         assert host.alive() and not host.others(), "the daemon outlived its stage"
         model = stage_processes.start(sub, "model", "sandbox", hosted=True)
-        assert model.host is host and model.load()["module"].SEEN == ["__init__.py", "coupling.py"]
+        module = model.load()["module"]
+        assert model.host is host and module.SEEN == ["__init__.py", "coupling.py"]
+        assert (module.FOUND, module.SEGMENTS) == ([], 0), "stage 2 found what stage 1 left in the scratch"
         model.close()
         # An earlier stage after a later one: the host's view holds its reference now, so that
         # stage's process gets a sandbox of its own, with the reference before it only.

@@ -18,10 +18,14 @@ its class name and message. Nothing here decides a verdict.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
 import importlib
 import inspect
 import os
+import shutil
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -179,6 +183,32 @@ def _message(err: BaseException) -> str:
     return text[:MAX_MESSAGE]
 
 
+def fresh_scratch() -> None:
+    """Inside a sandbox only: its scratch as a new sandbox has it, for a stage's process forked
+    by the sandbox's stage host (:mod:`nicelab.grader.isolation.stage_host`). The processes of the
+    stages before are gone (the grader killed them); what they left is removed here: the files in
+    ``/tmp`` (its home and working folders kept, emptied) and ``/dev/shm``, and the System V
+    segments of the sandbox's IPC namespace."""
+    from nicelab.grader.isolation import sandbox
+
+    if os.environ.get("HOME") != str(sandbox.HOME) or not sandbox.SUBMISSION.is_dir():
+        return  # not in the sandbox: never the machine's /tmp
+    kept = (sandbox.HOME, sandbox.WORK)
+    for folder in (Path("/tmp"), Path("/dev/shm"), *kept):
+        for entry in folder.iterdir():
+            if entry in kept or os.path.ismount(entry):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    entry.unlink()
+    with contextlib.suppress(OSError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
+            libc.shmctl(int(line.split()[1]), 0, None)  # 0 = IPC_RMID
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m nicelab.grader.child")
     parser.add_argument("impl")
@@ -186,9 +216,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd-in", type=int, required=True)
     parser.add_argument("--fd-out", type=int, required=True)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--fresh-scratch", action="store_true",
+                        help="forked by a sandbox's stage host: empty the scratch of the stages before")
     args = parser.parse_args(argv)
     sys.dont_write_bytecode = True
     importlib.invalidate_caches()  # forked by a stage host: its view of solutions/ has grown
+    if args.fresh_scratch:
+        fresh_scratch()
     from nicelab.core.quiet import import_tensorflow
     from nicelab.grader.worker import die_with_parent
 

@@ -17,6 +17,9 @@ process sees and can do is what it was before:
   is killed (:meth:`StageHost.reset`), from outside, whatever the student's code did (a double
   fork, a new session); a host that cannot be reset is killed with all its processes, and
   the next stage gets a new one;
+* a fresh scratch: a stage's process removes, before it runs any of the submission's code,
+  what the stages before left in the sandbox's ``/tmp`` and ``/dev/shm`` and its System V
+  segments (:func:`nicelab.grader.child.fresh_scratch`), as a sandbox of its own would start;
 * time and memory: a stage's process is a descendant of the worker, counted and killed as
   before; the host's own memory counts too (as the process of the next stage, started ahead,
   did before);
@@ -127,6 +130,8 @@ class StageHost:
         self.reached = index
         impl = str(sandbox.SUBMISSION) if self.mode == "sandbox" else str(self.path)
         argv = [impl, stage, "--fd-in", str(FD_IN), "--fd-out", str(FD_OUT), "--threads", str(self.threads)]
+        if self.mode == "sandbox":
+            argv.append("--fresh-scratch")
         pid = self.channel.spawn({"argv": argv, "targets": [FD_IN, FD_OUT]}, fds)
         return None if pid is None else forkserver.ForkedProcess(self.channel, pid)
 
