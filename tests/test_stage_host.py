@@ -68,16 +68,17 @@ def test_each_stage_sees_only_the_reference_before_it_and_runs_alone_in_a_fresh_
         assert model.host is host and module.SEEN == ["__init__.py", "coupling.py"]
         assert (module.FOUND, module.SEGMENTS) == ([], 0), "stage 2 found what stage 1 left in the scratch"
         model.close()
-        # An earlier stage after a later one: the host's view holds its reference now, so that
-        # stage's process gets a sandbox of its own, with the reference before it only.
+        # An earlier stage after a later one (the hidden checks): the host's view holds its
+        # reference now, so that stage's process gets a new host, with the reference before it only.
         with pytest.raises(remote.NotHosted):
             remote.Client(sub, "coupling", host=host)
         again = stage_processes.start(sub, "coupling", "sandbox", hosted=True)
-        assert again.host is None and again.load()["module"].SEEN == ["__init__.py"]
+        assert again.host not in (None, host) and not host.alive()
+        assert again.load()["module"].SEEN == ["__init__.py"]
         again.close()
     finally:
         stage_processes.close_all()
-    assert host.proc.poll() is not None and not Path(host.folder).exists()
+    assert not Path(host.folder).exists() and not Path(again.host.folder).exists()
 
 
 @pytest.mark.slow
@@ -105,3 +106,45 @@ def test_a_host_view_grows_by_the_reference_of_the_stages_reached(tmp_path):
     assert sorted(p.name for p in solutions.iterdir()) == ["__init__.py"]
     sandbox.add_references(solutions, "likelihood")
     assert sorted(p.name for p in solutions.iterdir()) == ["__init__.py", "coupling.py", "model.py"]
+
+
+HIDDEN = '''
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.coupling
+
+
+def test_hidden_round_trip(coupling):
+    layer = coupling.AdditiveCoupling(4, 0)
+    x = np.random.default_rng(7).normal(size=(5, 4)).astype("float32")
+    np.testing.assert_allclose(layer.backward(layer.forward(x)), x, atol=1e-5)
+'''
+
+
+@pytest.mark.slow
+def test_hidden_checks_load_a_fresh_module_in_the_public_checks_process(monkeypatch, tmp_path):
+    """The hidden checks (a second session) reuse the process of the stage the public checks
+    ended on, with the module imported afresh there, as in-process grading does; no new
+    process, no second TensorFlow import."""
+    from nicelab.grader.runner import run_checks
+
+    log = tmp_path / "loads.txt"
+    sub = tmp_path / "sub"
+    shutil.copytree(LESSONS.parent / "solutions", sub, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(sub / "coupling.py", "a") as module:
+        module.write('\nimport os as _os\n'
+                     'open(_os.environ["NICELAB_TEST_LOADS"], "a").write(f"{_os.getpid()}\\n")\n')
+    (tmp_path / "hidden").mkdir()
+    (tmp_path / "hidden" / "test_secret.py").write_text(HIDDEN)
+    monkeypatch.setenv("NICELAB_TEST_LOADS", str(log))
+    started = []
+    monkeypatch.setattr(remote.Client, "_start", lambda self, *a, _start=remote.Client._start: (
+        started.append(a[1]), _start(self, *a))[1])
+    results = run_checks(sub, ("coupling",), extra_dirs=(tmp_path / "hidden",), remote="process")
+    assert results and all(r.outcome == "passed" for r in results), [r.message for r in results if r.message]
+    assert [r.nodeid for r in results if "hidden_round_trip" in r.nodeid]
+    assert started == ["coupling"], "the hidden checks started a process of their own"
+    pids = log.read_text().split()
+    assert len(pids) == 2 and len(set(pids)) == 1, pids  # loaded twice, in one process
+    assert not stage_processes._KEPT and not stage_processes.SETTINGS["keep"]

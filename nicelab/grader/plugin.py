@@ -109,13 +109,16 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session):
-    """End the processes that ran the graded modules (remote grading); keep the hint counts."""
+    """End the processes that ran the graded modules (remote grading), or keep them for the
+    next session of the same run (the hidden checks: :func:`stage_processes.release`); keep
+    the hint counts."""
     HINTS.save()
     for client in CLIENTS.values():
-        client.close()
+        stage_processes.release(client)
     CLIENTS.clear()
     remote.activate(None)
-    stage_processes.close_all()
+    if not stage_processes.SETTINGS["keep"]:
+        stage_processes.close_all()
 
 
 def _function_key(item) -> str:

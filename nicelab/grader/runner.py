@@ -307,9 +307,16 @@ def run_checks(impl: str | Path, stages: tuple[str, ...] | None = None, keyword:
         ini = PROJECT_ROOT / "pyproject.toml"  # the project's pytest settings (warning filters)
         runs.append(([str(extra), "-p", "nicelab.checks_plugin", "--import-mode=importlib",
                       *(["-c", str(ini)] if ini.exists() else []), "--rootdir", str(extra.parent)], True))
-    for args, hidden in runs:
-        checks_plugin.LOADS.clear()
-        collector = _Collector(stages, hidden, on_event)
-        _pytest(args + common, collector, quiet)
-        results.extend(collector.results.values())
+    from nicelab.grader import stage_processes  # lazy: with the plugin
+
+    stage_processes.SETTINGS["keep"] = len(runs) > 1  # the graded processes serve every run
+    try:
+        for args, hidden in runs:
+            checks_plugin.LOADS.clear()
+            collector = _Collector(stages, hidden, on_event)
+            _pytest(args + common, collector, quiet)
+            results.extend(collector.results.values())
+    finally:
+        stage_processes.SETTINGS["keep"] = False
+        stage_processes.close_all()
     return results

@@ -37,9 +37,11 @@ from nicelab.grader.isolation.stage_host import StageHost
 #: Settings of remote grading that are not options (set by the grading worker): the sandbox's
 #: private /tmp size (MB), TensorFlow's threads in the child, the bwrap binary, the user the
 #: child runs as (without the sandbox, from a root grader: Gradescope).
-SETTINGS: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None}
+#: ``keep``: a run of several sessions (the public checks, then the hidden ones) is under way.
+SETTINGS: dict = {"scratch_mb": 256, "threads": 0, "bwrap": None, "uid": None, "keep": False}
 
 _AHEAD: dict[tuple[str, str, str], remote.Client] = {}
+_KEPT: dict[tuple[str, str, str], remote.Client] = {}
 _HOSTS: dict[tuple[str, str], StageHost] = {}
 _FOLDERS: list[str] = []
 
@@ -66,10 +68,12 @@ def host(path: Path, mode: str) -> StageHost:
 def start(path: Path, stage: str, mode: str, hosted: bool = False) -> remote.Client:
     """A new process for ``stage`` of the submission at ``path`` (``mode`` ``sandbox``: in
     bubblewrap, with a view that holds only the reference of the stages before it; ``hosted``:
-    forked by the submission's stage host when it can serve that stage)."""
+    forked by the submission's stage host, a new one when the host is past that stage)."""
     if _hosted(mode, hosted):
-        with contextlib.suppress(remote.NotHosted):  # else a process of its own, as without a host
-            return remote.Client(path, stage, host=host(path, mode))
+        for _ in range(2):
+            with contextlib.suppress(remote.NotHosted):
+                return remote.Client(path, stage, host=host(path, mode))
+            _HOSTS.pop((str(path), mode)).close()  # its stages are done: a new host, from that stage
     return remote.Client(path, stage, _view(path, stage, mode), threads=int(SETTINGS["threads"]),
                          bwrap=SETTINGS["bwrap"], uid=SETTINGS.get("uid"))
 
@@ -95,13 +99,34 @@ def prefetch(path: Path, stage: str, mode: str | None, hosted: bool = False) -> 
 
 
 def take(path: Path, stage: str, mode: str, hosted: bool = False) -> remote.Client:
-    """The process of ``stage``: the one started ahead when there is one, else a new one."""
-    client = _AHEAD.pop((str(path), stage, str(mode)), None)
-    if client is not None and client.ended is None and client.proc.poll() is None:
-        return client
-    if client is not None:
+    """The process of ``stage``: the one kept from the session before (:func:`release`) or
+    started ahead when there is one, else a new one."""
+    key = (str(path), stage, str(mode))
+    kept = _KEPT.pop(key, None)
+    while _KEPT:  # one graded process at a time
+        _KEPT.popitem()[1].close()
+    for client in (kept, _AHEAD.pop(key, None)):
+        if client is not None and client.ended is None and client.proc.poll() is None:
+            return _keyed(client, key)
+        if client is not None:
+            client.close()
+    return _keyed(start(path, stage, mode, hosted), key)
+
+
+def _keyed(client: remote.Client, key: tuple[str, str, str]) -> remote.Client:
+    client.key = key
+    return client
+
+
+def release(client: remote.Client) -> None:
+    """A session's end: while a run of several sessions is under way (``SETTINGS["keep"]``),
+    keep ``client`` for the next one (the hidden checks load a fresh module in the same process,
+    as they do in-process); else close it."""
+    alive = client.ended is None and client.proc.poll() is None
+    if SETTINGS["keep"] and alive and getattr(client, "key", None):
+        _KEPT[client.key] = client
+    else:
         client.close()
-    return start(path, stage, mode, hosted)
 
 
 def next_stage(stage: str, order: list[str]) -> str | None:
@@ -115,8 +140,8 @@ def next_stage(stage: str, order: list[str]) -> str | None:
 def close_all() -> None:
     """End the processes started ahead and not taken, the stage hosts, and remove the views'
     folders."""
-    while _AHEAD:
-        _, client = _AHEAD.popitem()
+    while _AHEAD or _KEPT:
+        _, client = (_AHEAD or _KEPT).popitem()
         client.close()
     while _HOSTS:
         _, found = _HOSTS.popitem()
@@ -125,4 +150,4 @@ def close_all() -> None:
         shutil.rmtree(_FOLDERS.pop(), ignore_errors=True)
 
 
-__all__ = ["SETTINGS", "close_all", "host", "next_stage", "prefetch", "start", "take"]
+__all__ = ["SETTINGS", "close_all", "host", "next_stage", "prefetch", "release", "start", "take"]

@@ -12,7 +12,8 @@ process sees and can do is what it was before:
 * its files: the sandbox's ``solutions/`` holds the reference of the stages before the stage
   being graded and nothing more. It starts with none, and the grader adds the reference of a
   stage when the stage after it is reached; a host never serves a stage before one it served
-  (that stage's process would see a later reference): such a request gets a sandbox of its own;
+  (that stage's process would see a later reference): such a request (a hidden check's, after
+  the public checks) gets a new host;
 * one stage's code at a time: when a stage is done, every process in the sandbox but the host
   is killed (:meth:`StageHost.reset`), from outside, whatever the student's code did (a double
   fork, a new session); a host that cannot be reset is killed with all its processes, and
