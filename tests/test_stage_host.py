@@ -148,3 +148,23 @@ def test_hidden_checks_load_a_fresh_module_in_the_public_checks_process(monkeypa
     pids = log.read_text().split()
     assert len(pids) == 2 and len(set(pids)) == 1, pids  # loaded twice, in one process
     assert not stage_processes._KEPT and not stage_processes.SETTINGS["keep"]
+
+
+@pytest.mark.parametrize("junk", [b"not json", b'{"pid": "x"}', b'{"exit": 5}', b"[1, 2]", b"7"])
+def test_a_host_that_breaks_the_protocol_counts_as_ended(junk):
+    """A host runs beside a student's code, which may take it over: whatever it sends, the
+    grader's side ends the channel (the next stage gets a new host), never raises."""
+    import socket
+
+    from nicelab.grader.isolation import forkserver, stage_host
+
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    channel = stage_host._HostChannel(ours)
+    theirs.send(b'{"ready": true}')
+    theirs.send(junk)
+    channel.reader.join(timeout=10)
+    assert channel.ended and not channel.wait_ready(timeout=1)
+    assert channel.spawn({"argv": []}, []) is None
+    assert forkserver.ForkedProcess(channel, 12345).wait(timeout=10) == -9
+    theirs.close()
+    ours.close()

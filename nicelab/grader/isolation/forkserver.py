@@ -199,20 +199,22 @@ class Channel:
     def __init__(self, sock: socket.socket):
         self.sock, self.lock, self.changed = sock, threading.Lock(), threading.Condition()
         self.exits: dict[int, int] = {}
-        self.replies: list[dict] = []
+        self.replies: list[int] = []
         self.ready = self.ended = False
         self.reader = threading.Thread(target=self._read, daemon=True, name="nicelab-forkserver")
         self.reader.start()
 
     def _read(self) -> None:
-        with contextlib.suppress(OSError):
+        """Until the server ends or says something that is not its protocol (a stage host runs
+        beside a student's code: whatever it sends, it is no more than a host that ended)."""
+        with contextlib.suppress(OSError, ValueError, TypeError, KeyError, AttributeError):
             while data := self.sock.recv(MAX_MESSAGE):
                 message = json.loads(data)
                 with self.changed:
                     if "exit" in message:
                         self.exits[int(message["exit"])] = int(message["code"])
                     elif "pid" in message:
-                        self.replies.append(message)
+                        self.replies.append(int(message["pid"]))
                     else:
                         self.ready = bool(message.get("ready"))
                     self.changed.notify_all()
@@ -249,7 +251,7 @@ class Channel:
                     self.changed.wait_for(lambda: self.replies or self.ended, timeout=READY_TIMEOUT_S)
                     if not self.replies:
                         return None
-                    return int(self.replies.pop(0)["pid"])
+                    return self.replies.pop(0)
         except OSError:
             return None
 
