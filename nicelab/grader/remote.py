@@ -257,6 +257,7 @@ class Client:
         self._from_child, from_child_w = os.pipe()
         self._child = None
         self.host = host
+        self.key: tuple[str, str, str] | None = None  # set by stage_processes.take
         if host is None:
             self._start(impl, stage, sandbox_view, threads, bwrap, uid, to_child_r, from_child_w)
             return

@@ -123,7 +123,7 @@ def release(client: remote.Client) -> None:
     keep ``client`` for the next one (the hidden checks load a fresh module in the same process,
     as they do in-process); else close it."""
     alive = client.ended is None and client.proc.poll() is None
-    if SETTINGS["keep"] and alive and getattr(client, "key", None):
+    if SETTINGS["keep"] and alive and client.key is not None:
         _KEPT[client.key] = client
     else:
         client.close()
