@@ -409,10 +409,10 @@ def test_killed_batch_leaves_readable_rows_and_resumes(tmp_path):
 def test_submission_time_limit_stops_a_hang(tmp_path):
     make_hanging(tmp_path / "subs")
     run = nicelab("grade", str(tmp_path / "subs"), "--json", str(tmp_path / "r.json"), "--stage", "coupling",
-                  "--stage", "model", "--timeout", "25")
+                  "--stage", "model", "--timeout", "15")
     assert run.returncode == 0, run.stdout + run.stderr
     (row,) = validate(tmp_path / "r.json")["submissions"]
-    assert row["status"] == "timeout" and "time limit of 25 s" in row["message"]
+    assert row["status"] == "timeout" and "time limit of 15 s" in row["message"]
     assert stage_statuses(row) == {"coupling": "timed out", "model": "not graded"}
     assert row["attempts"] == 1  # no time left for another process
 

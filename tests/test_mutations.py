@@ -1,8 +1,8 @@
 """The checks catch every classic mistake, each with a message that names it, and the first
 failure a student reads (the whole stage run, stopped at its first failing check) names it too.
 
-All mutants are graded in one subprocess (one TensorFlow import); each test then reads
-its mutant's verdict.
+All mutants are graded in two subprocesses (one TensorFlow import each); each test then reads
+its mutant's verdict. A named check that is already the stage's first failure is not run twice.
 """
 
 from __future__ import annotations
@@ -16,15 +16,21 @@ MUTANTS = all_mutants()
 
 
 @pytest.fixture(scope="module")
-def verdicts(tmp_path_factory):
+def graded(tmp_path_factory):
     return run_all(MUTANTS, tmp_path_factory.mktemp("mutants"))
 
 
 @pytest.fixture(scope="module")
-def first_failures(tmp_path_factory):
+def verdicts(graded):
+    """Every mutant's named check(s)."""
+    return {name: runs["named"] for name, runs in graded.items()}
+
+
+@pytest.fixture(scope="module")
+def first_failures(graded):
     """Every mutant's whole stage, stopped at the first failing check: what a student reads first
     in pytest, ``nicelab grade``, ``nicelab watch`` and the notebooks."""
-    return run_all(MUTANTS, tmp_path_factory.mktemp("first"), first_failure=True)
+    return {name: runs["first"] for name, runs in graded.items()}
 
 
 @pytest.mark.slow

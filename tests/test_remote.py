@@ -142,7 +142,7 @@ def test_a_forger_changes_only_its_own_answers(tmp_path):
     for mode in (None, "process"):  # one grading process each: the local forger poisons its own
         job = {"name": "forger", "impl": str(sub), "stage": "coupling", "check": None, "remote": mode}
         (tmp_path / (mode or "local")).mkdir()
-        results[mode] = grade_jobs([job], tmp_path / (mode or "local"))["forger"]
+        results[mode] = grade_jobs([job], tmp_path / (mode or "local"), fresh=True)["forger"]
     local = {r["nodeid"]: r for r in results[None]}
     assert local["checks/test_coupling.py::test_backward_undoes_forward[0]"]["outcome"] == "passed"
     far = results["process"]

@@ -415,11 +415,15 @@ time.sleep(60)
 
 
 @needs_bwrap
-def test_memfd_and_detached_shm_count(tmp_path):
+@pytest.mark.parametrize("joins", [True, False], ids=["in-its-group", "join-refused"])
+def test_memfd_and_detached_shm_count(tmp_path, monkeypatch, joins):
     """256 MB in memfd files never mapped and 256 MB in a detached System V segment: the
-    resident sets show neither; the sandbox's memory cgroup (or the fallback) counts both."""
+    resident sets show neither; the sandbox's memory cgroup (or the fallback) counts both. A
+    sandbox the kernel would not let into its group is counted by the fallback, not missed."""
     from nicelab.grader.isolation import memory, process
 
+    if not joins:
+        monkeypatch.setattr(memory, "join", lambda group, pid: False)
     info_r, info_w = os.pipe()
     args_r, args_w = os.pipe()
     command, options = sandbox.sandbox_command([sandbox.python_inside(), "-c", HOLD], _view(tmp_path), 1,

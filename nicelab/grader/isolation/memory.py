@@ -20,6 +20,9 @@ a file in a tmpfs. Two ways to count it, the first the machine offers:
   namespaces (:func:`sysv_bytes`: a short-lived thread ``setns(2)``\\ s into the namespace and
   reads ``/proc/sysvipc/shm``; that needs root: without it, detached segments go uncounted).
 
+The choice is made per process (:func:`outside`): a process in none of the worker's groups (a
+sandbox the kernel did not let into its group) is counted by the fallback, never left uncounted.
+
 :func:`process_bytes` splits a process's resident memory into its anonymous part and its
 shared-memory part, so that with a cgroup no shared page is counted twice. Pages mapped from
 files (the libraries' code: about 390 MB in every process that imported TensorFlow) are not
@@ -45,11 +48,12 @@ CLONE_NEWIPC = 0x08000000
 _counter = [0]
 
 
-def _own_groups(root: Path) -> list[tuple[int, Path]]:
-    """``(version, folder)`` of this process's memory cgroup: v1's ``memory`` hierarchy, then v2."""
+def _own_groups(root: Path, pid: int | str = "self") -> list[tuple[int, Path]]:
+    """``(version, folder)`` of ``pid``'s memory cgroup (this process's by default): v1's
+    ``memory`` hierarchy, then v2."""
     found = []
     with contextlib.suppress(OSError):
-        for line in Path("/proc/self/cgroup").read_text().splitlines():
+        for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
             number, controllers, path = line.split(":", 2)
             if "memory" in controllers.split(","):
                 found.insert(0, (1, root / "memory" / path.lstrip("/")))
@@ -90,6 +94,15 @@ def groups_of(owner: int) -> list[Path]:
     """The memory groups of the sandboxes that the worker ``owner`` started."""
     found = hierarchy()
     return sorted(found[1].glob(f"{PREFIX}{owner}-*")) if found else []
+
+
+def outside(pids, groups) -> list[int]:
+    """Those of ``pids`` that run in none of ``groups``: a sandbox that could not join its group
+    (or one the grader did not make) is counted by the fallback, never left uncounted."""
+    if not groups:
+        return list(pids)
+    wanted = set(groups)
+    return [pid for pid in pids if not any(folder in wanted for _, folder in _own_groups(CGROUP_ROOT, pid))]
 
 
 def _remove(group: Path, wait_s: float = 0.0) -> bool:

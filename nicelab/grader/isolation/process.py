@@ -97,20 +97,20 @@ def _group(proc: psutil.Process) -> int | None:
 
 def _rss(procs, groups=()) -> int:
     """The memory ``procs`` hold: their resident pages and what no resident set shows (memfd
-    files, System V segments nobody attaches, tmpfs files: :mod:`nicelab.grader.isolation.memory`). With
-    ``groups``, the memory cgroups they run in, the shared memory is the groups' (each page
-    once); without, the fallback adds the memfd files they hold and their detached segments."""
-    total, pids = 0, []
+    files, System V segments nobody attaches, tmpfs files: :mod:`nicelab.grader.isolation.memory`).
+    The shared memory of the processes that run in ``groups``, the sandboxes' memory cgroups,
+    is the groups' (each page once); for the others (no cgroup, or one they could not join)
+    the fallback adds the memfd files they hold and their detached segments."""
+    held: dict[int, tuple[int, int]] = {}
     for proc in procs:
         try:
-            private, shared = memory.process_bytes(proc.pid)
+            held[proc.pid] = memory.process_bytes(proc.pid)
         except (OSError, ValueError):
             continue  # it ended between the listing and the reading
-        pids.append(proc.pid)
-        total += private if groups else private + shared
-    if groups:
-        return total + sum(memory.shared_bytes(group) for group in groups)
-    return total + memory.memfd_bytes(pids) + memory.sysv_bytes(pids)
+    others = memory.outside(held, groups)
+    total = sum(private + (shared if pid in others else 0) for pid, (private, shared) in held.items())
+    total += sum(memory.shared_bytes(group) for group in groups)
+    return total + memory.memfd_bytes(others) + memory.sysv_bytes(others)
 
 
 def tree_usage(root: int, pgid: int | None = None, without_root: bool = False) -> tuple[int, int]:

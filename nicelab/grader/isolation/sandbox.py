@@ -235,7 +235,7 @@ def start(pid: int, args_fd: int, options: bytes) -> None:
     everything the sandbox starts is then charged there (:mod:`nicelab.grader.isolation.memory`)."""
     group = memory.new_group(os.getpid(), memory.backstop())
     if group is not None:
-        memory.join(group, pid)  # not joined: the fallback counts
+        memory.join(group, pid)  # not joined: the fallback counts its processes (memory.outside)
     try:
         view = memoryview(options)
         while view:
