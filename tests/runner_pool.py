@@ -75,9 +75,6 @@ class OneShot:
         self.proc = subprocess.Popen([sys.executable, str(RUNNER), str(spec), str(out)], cwd=ROOT,
                                      env=_environment())
 
-    def send(self, spec: Path, out: Path) -> None:
-        pass  # its command line holds them
-
     def wait(self, timeout: float = TIME_LIMIT) -> None:
         try:
             code = self.proc.wait(timeout=timeout)
@@ -111,21 +108,44 @@ def _close_pool() -> None:
 
 def grade_jobs(jobs: list[dict], workdir: Path, fresh: bool = False) -> dict[str, list]:
     """Grade ``jobs`` ({"name", "impl", "stage", "check"}, see ``mutation_runner.py``) and return
-    name -> its results. The jobs are dealt two by two (a job and its neighbour, often its twin
-    in another mode) to one process per core (at most 2), running side by side: the session's
-    pool, or with ``fresh`` processes of their own, ended after."""
+    name -> its results. The jobs go two by two (a job and its neighbour, often its twin in
+    another mode) to whichever of the session's runners is free, one per core (at most 2), side
+    by side; with ``fresh``, the jobs are dealt to processes of their own, ended after."""
     count = max(1, min(os.cpu_count() or 1, 2, (len(jobs) + 1) // 2))
+    if fresh:
+        return _one_shot(jobs, workdir, count)
+    waiting = [(workdir / f"jobs-{k}.json", workdir / f"results-{k}.json", jobs[k:k + 2])
+               for k in range(0, len(jobs), 2)]
+    free, busy = _pooled(count), {}
+    results: dict[str, list] = {}
+    while waiting or busy:
+        while free and waiting:
+            spec, out, pair = waiting.pop(0)
+            spec.write_text(json.dumps(pair))
+            runner = free.pop()
+            runner.send(spec, out)
+            busy[runner.replies] = (runner, out)
+        ready, _, _ = select.select(list(busy), [], [], TIME_LIMIT)
+        if not ready:
+            for runner, _ in busy.values():
+                runner.close()
+            raise RuntimeError(f"the grading runners answered nothing in {TIME_LIMIT} s")
+        runner, out = busy.pop(ready[0])
+        runner.wait()
+        results.update(json.loads(out.read_text()))
+        free.append(runner)
+    return results
+
+
+def _one_shot(jobs: list[dict], workdir: Path, count: int) -> dict[str, list]:
     files = [(workdir / f"jobs-{i}.json", workdir / f"results-{i}.json") for i in range(count)]
     for i, (spec, _) in enumerate(files):
         spec.write_text(json.dumps([job for k, job in enumerate(jobs) if k // 2 % count == i]))
-    runners: list = [OneShot(spec, out) for spec, out in files] if fresh else _pooled(count)
-    for runner, (spec, out) in zip(runners, files, strict=True):
-        runner.send(spec, out)
+    runners = [OneShot(spec, out) for spec, out in files]
     results: dict[str, list] = {}
     for runner, (_, out) in zip(runners, files, strict=True):
         runner.wait()
-        if fresh:
-            runner.close()
+        runner.close()
         results.update(json.loads(out.read_text()))
     return results
 
