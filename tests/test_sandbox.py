@@ -444,7 +444,7 @@ def test_memfd_and_detached_shm_count(tmp_path, monkeypatch, joins):
         print(f"\nresident {resident / 2**20:.0f} MB, counted {counted / 2**20:.0f} MB, fallback "
               f"{fallback / 2**20:.0f} MB, cgroups {memory.groups_of(os.getpid())}")
         assert resident < 2**28
-        assert counted > 2**29 - 2**25
+        assert 2**29 - 2**25 < counted < resident + 2**29 + 2**26  # all of it, each page once
         if os.geteuid() == 0:  # the fallback reads the detached segments of the sandbox's IPC namespace
             assert fallback > 2**29 - 2**25
         else:
