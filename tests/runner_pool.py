@@ -11,6 +11,7 @@ graded in-process) must not share it: :func:`grade_jobs` with ``fresh=True`` giv
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import os
 import select
@@ -65,7 +66,8 @@ class Runner:
         self.proc.kill()
         self.proc.wait()
         for fd in (self.requests, self.replies):
-            os.close(fd)
+            with contextlib.suppress(OSError):  # closed already
+                os.close(fd)
 
 
 class OneShot:
@@ -118,22 +120,24 @@ def grade_jobs(jobs: list[dict], workdir: Path, fresh: bool = False) -> dict[str
                for k in range(0, len(jobs), 2)]
     free, busy = _pooled(count), {}
     results: dict[str, list] = {}
-    while waiting or busy:
-        while free and waiting:
-            spec, out, pair = waiting.pop(0)
-            spec.write_text(json.dumps(pair))
-            runner = free.pop()
-            runner.send(spec, out)
-            busy[runner.replies] = (runner, out)
-        ready, _, _ = select.select(list(busy), [], [], TIME_LIMIT)
-        if not ready:
-            for runner, _ in busy.values():
-                runner.close()
-            raise RuntimeError(f"the grading runners answered nothing in {TIME_LIMIT} s")
-        runner, out = busy.pop(ready[0])
-        runner.wait()
-        results.update(json.loads(out.read_text()))
-        free.append(runner)
+    try:
+        while waiting or busy:
+            while free and waiting:
+                spec, out, pair = waiting.pop(0)
+                spec.write_text(json.dumps(pair))
+                runner = free.pop()
+                runner.send(spec, out)
+                busy[runner.replies] = (runner, out)
+            ready, _, _ = select.select(list(busy), [], [], TIME_LIMIT)
+            if not ready:
+                raise RuntimeError(f"the grading runners answered nothing in {TIME_LIMIT} s")
+            runner, out = busy.pop(ready[0])
+            runner.wait()
+            results.update(json.loads(out.read_text()))
+            free.append(runner)
+    finally:
+        for runner, _ in busy.values():  # a request left unanswered: never read its answer later
+            runner.close()
     return results
 
 
