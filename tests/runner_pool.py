@@ -5,7 +5,9 @@ stubs, the remote parity, the evidence) hands its jobs to the same two runner pr
 core, instead of starting two of its own: each imports TensorFlow once for the whole session,
 not once per module. Every check is seeded on its own, so a verdict does not depend on the
 process or on the jobs graded before it. A job whose code patches the grader's process (a forger
-graded in-process) must not share it: :func:`grade_jobs` with ``fresh=True`` gives it new ones.
+graded in-process) must not share it: :func:`grade_jobs` with ``fresh=True`` gives it new ones,
+which read their jobs from their command line (the forger also writes into every descriptor it
+finds: a runner's request and reply pipes would carry its forgeries).
 """
 
 from __future__ import annotations

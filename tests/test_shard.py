@@ -144,18 +144,18 @@ def test_merge_without_the_key_says_it_could_not_verify(tmp_path):
 
 
 def nicelab(*args: str, cwd: Path = ROOT, key: Path | None = None) -> subprocess.CompletedProcess:
+    (done,) = side_by_side(list(args), cwd=cwd, key=key)
+    return done
+
+
+def side_by_side(*commands: list[str], cwd: Path = ROOT,
+                 key: Path | None = None) -> list[subprocess.CompletedProcess]:
+    """``nicelab *command`` for each of ``commands``, all running at once."""
     env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
     if key is not None:
         env["NICELAB_GRADE_KEY_FILE"] = str(key)
-    return subprocess.run([sys.executable, "-m", "nicelab.cli", *args], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=1500)
-
-
-def side_by_side(*commands: list[str]) -> list[subprocess.CompletedProcess]:
-    """``nicelab(*command)`` for each of ``commands``, all running at once."""
-    env = {k: v for k, v in os.environ.items() if k != "NICELAB_IMPL"}
     procs = [subprocess.Popen([sys.executable, "-m", "nicelab.cli", *command], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env) for command in commands]
+                              stderr=subprocess.PIPE, text=True, cwd=cwd, env=env) for command in commands]
     outputs = [proc.communicate(timeout=1500) for proc in procs]
     return [subprocess.CompletedProcess(proc.args, proc.returncode, *out)
             for proc, out in zip(procs, outputs, strict=True)]
